@@ -1,0 +1,112 @@
+"""Content-based format detection, and the one interface every firmware format implements.
+
+Commands never trust a file name: ``read_firmware`` unwraps Intel HEX by content, then
+``detect`` asks each known format how sure it is that the bytes are one of its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from firmware_tools.checks import Expectations, ValidationReport
+from firmware_tools.errors import FormatError
+
+# The largest firmware file any command reads; bigger is refused before reading (a 16 MiB SPI
+# flash image is the largest thing a bench flashes).
+MAX_FIRMWARE_BYTES = 32 * 1024 * 1024
+
+# Each entry is a module that defines ``FORMAT``, imported only when detection needs it, so that
+# ``fwtool inspect`` on one Particle file never pays for esptool's import.
+FORMAT_MODULES: tuple[str, ...] = (
+    "firmware_tools.esp.fwformat",
+    "firmware_tools.particle.fwformat",
+)
+
+
+class FirmwareFormat(Protocol):
+    """What ``fwtool`` needs from a format."""
+
+    name: str
+
+    def sniff(self, data: bytes) -> int:
+        """How sure this format is that ``data`` is its own: 0 = not mine, higher = surer."""
+        ...
+
+    def inspect(self, data: bytes) -> dict[str, object]:
+        """Every fact the file states, JSON-ready. Raises FormatError when unparseable."""
+        ...
+
+    def summary(self, data: bytes) -> list[str]:
+        """The same facts as lines a person reads."""
+        ...
+
+    def validate(self, data: bytes, expect: Expectations) -> ValidationReport:
+        """Named checks, each with a verdict and a reason."""
+        ...
+
+
+@dataclass(frozen=True)
+class FirmwareFile:
+    """A firmware file's bytes as flash will hold them, and how the file stored them."""
+
+    path: str
+    data: bytes
+    container: str  # "bin" or "ihex"
+    base_address: int | None  # the lowest address an Intel HEX file gives; None for .bin
+
+
+def read_firmware(path: str | Path) -> FirmwareFile:
+    """Read a .bin or Intel HEX file (told apart by content), bounded in size."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise FormatError(f"cannot read: {exc.strerror}", file=str(p)) from exc
+    if size > MAX_FIRMWARE_BYTES:
+        raise FormatError(
+            f"file is {size} bytes, larger than the {MAX_FIRMWARE_BYTES} a firmware image may be",
+            file=str(p),
+        )
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"cannot read: {exc.strerror}", file=str(p)) from exc
+    from firmware_tools import ihex
+
+    if ihex.looks_like_ihex(raw):
+        data, base = ihex.hex_to_bin(raw, name=str(p))
+        return FirmwareFile(str(p), data, "ihex", base)
+    return FirmwareFile(str(p), raw, "bin", None)
+
+
+def all_formats() -> list[FirmwareFormat]:
+    formats: list[FirmwareFormat] = []
+    for module_name in FORMAT_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # A format whose module is not built yet is simply not offered.
+            if exc.name == module_name:
+                continue
+            raise
+        formats.append(module.FORMAT)
+    return formats
+
+
+def detect(data: bytes, *, name: str | None = None) -> FirmwareFormat:
+    """The format ``data`` is in, judged by content alone."""
+    best: FirmwareFormat | None = None
+    best_score = 0
+    for fmt in all_formats():
+        score = fmt.sniff(data)
+        if score > best_score:
+            best, best_score = fmt, score
+    if best is None:
+        raise FormatError(
+            "not a firmware image benchflash knows (Particle module, ESP image or Intel HEX)",
+            file=name,
+        )
+    return best

@@ -1,0 +1,1 @@
+"""Particle Cloud API client and the sync worker that drains the outbox."""

@@ -1,0 +1,1 @@
+"""Device families behind one interface: describe, identify, flash, verify, restart."""

@@ -1,0 +1,1 @@
+"""What is attached now, keyed by physical port path (the slot); hotplug."""

@@ -1,0 +1,86 @@
+"""The simulators' timing model: link, latency and flash costs turned into wall time, and counted.
+
+A simulator calls ``spend(seconds, what)`` for every cost its hardware would incur. With the model
+on, the caller waits that long; either way the cost is added to ``spent`` so a benchmark can
+compare the station's wall time with what the modelled hardware needs at the least.
+
+Costs are charged against a running deadline instead of sleeping each one: thousands of 1 ms
+USB transactions would otherwise each oversleep, and the sum would drift far above the model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Below this much owed time, do not sleep yet: the OS cannot sleep that precisely anyway.
+_SLEEP_GRANULARITY = 0.002
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A link's cost model: bytes per second and a fixed cost per transaction."""
+
+    bytes_per_second: float
+    latency: float  # seconds per transaction (request + answer turnaround)
+
+    def cost(self, nbytes: int, transactions: int = 1) -> float:
+        return transactions * self.latency + nbytes / self.bytes_per_second
+
+
+@dataclass(frozen=True)
+class FlashSpec:
+    """A flash part's erase and program times (datasheet typical values)."""
+
+    sector_erase: float  # seconds per erase unit
+    program_per_byte: float  # seconds per byte programmed
+
+    def erase_cost(self, sectors: int) -> float:
+        return sectors * self.sector_erase
+
+    def program_cost(self, nbytes: int) -> float:
+        return nbytes * self.program_per_byte
+
+
+class TimingModel:
+    """Counts modelled costs and, when ``enabled``, makes the caller wait for them."""
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.enabled = enabled
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._due: float | None = None
+        self.spent = 0.0
+        self.by_kind: dict[str, float] = defaultdict(float)
+
+    def spend(self, seconds: float, what: str = "other") -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            self.spent += seconds
+            self.by_kind[what] += seconds
+            if not self.enabled:
+                return
+            now = self._clock()
+            # Idle time between calls (the host thinking) is not owed back by the device.
+            due = max(self._due if self._due is not None else now, now) + seconds
+            self._due = due
+            wait = due - now
+        if wait > _SLEEP_GRANULARITY:
+            self._sleep(wait)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.spent = 0.0
+            self.by_kind.clear()
+            self._due = None

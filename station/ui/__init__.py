@@ -1,0 +1,1 @@
+"""Sinks for line events: terminal dashboard, JSON lines, plain log."""
