@@ -126,6 +126,7 @@ class Device(ABC):
 
     def close(self) -> None:
         """Release the port or USB handle. Safe to call twice."""
+        return None
 
     def __enter__(self) -> Device:
         return self
