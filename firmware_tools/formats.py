@@ -23,6 +23,7 @@ MAX_FIRMWARE_BYTES = 32 * 1024 * 1024
 FORMAT_MODULES: tuple[str, ...] = (
     "firmware_tools.esp.fwformat",
     "firmware_tools.particle.fwformat",
+    "firmware_tools.bundle.fwformat",
 )
 
 
