@@ -1,0 +1,110 @@
+"""``fwtool new`` renders the blinky product template; ``check-source`` compares its macros with a binary."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from firmware_tools.errors import FirmwareError
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--product-id", type=click.IntRange(1, 0xFFFE), required=True, help="The console's product ID.")
+@click.option(
+    "--product-version", type=click.IntRange(1, 0xFFFE), required=True, help="PRODUCT_VERSION to compile in."
+)
+@click.option("--platform", default="photon", show_default=True, help="Particle platform name or id.")
+@click.option("--name", help="Project name (default: the folder's name).")
+def new(directory: Path, product_id: int, product_version: int, platform: str, name: str | None) -> None:
+    """Create a product app in DIRECTORY from the blinky template."""
+    from firmware_tools.particle import PLATFORMS, platform_id_from
+    from firmware_tools.project_source import render_template, template_dir
+
+    platform_name = PLATFORMS[platform_id_from(platform)]
+    project_name = name or directory.resolve().name
+    if not _NAME.fullmatch(project_name):
+        raise FirmwareError(
+            f"project name {project_name!r} must be 1-63 letters, digits, '-' or '_'", hint="pass --name"
+        )
+    written = render_template(
+        template_dir("blinky"),
+        directory,
+        {
+            "name": project_name,
+            "product_id": str(product_id),
+            "product_version": str(product_version),
+            "platform": platform_name,
+        },
+    )
+    for path in written:
+        click.echo(f"created {path}")
+
+
+@click.command("check-source")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("binary", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.pass_context
+def check_source(ctx: click.Context, directory: Path, binary: Path, as_json: bool) -> None:
+    """Check that PRODUCT_ID / PRODUCT_VERSION in DIRECTORY's source match what BINARY carries."""
+    from firmware_tools.formats import read_firmware
+    from firmware_tools.particle import parse_module
+    from firmware_tools.project_source import find_product_macros
+
+    macros = find_product_macros(directory)
+    firmware = read_firmware(binary)
+    module = parse_module(firmware.data, name=str(binary))
+    if macros.product_version is None:
+        raise FirmwareError(
+            "no PRODUCT_VERSION(...) in the source",
+            file=str(directory),
+            hint="declare it near the top of the app",
+        )
+    problems: list[str] = []
+    if module.suffix.product_version is None:
+        problems.append(
+            f"{binary} has no product fields (36-byte suffix): it was built without PRODUCT_VERSION"
+        )
+    elif module.suffix.product_version != macros.product_version.value:
+        v = macros.product_version
+        problems.append(
+            f"PRODUCT_VERSION({v.value}) at {v.file}:{v.line} but {binary} carries version "
+            f"{module.suffix.product_version}"
+        )
+    # From Device OS 4 on the product id field holds the platform id and the source has no
+    # PRODUCT_ID; only compare when the source declares one.
+    p = macros.product_id
+    if p is not None and module.suffix.product_id is not None and module.suffix.product_id != p.value:
+        problems.append(
+            f"PRODUCT_ID({p.value}) at {p.file}:{p.line} but {binary} carries product id "
+            f"{module.suffix.product_id}"
+        )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "source": str(directory),
+                    "binary": str(binary),
+                    "source_product_id": macros.product_id.value if macros.product_id else None,
+                    "source_product_version": macros.product_version.value,
+                    "binary_product_id": module.suffix.product_id,
+                    "binary_product_version": module.suffix.product_version,
+                    "ok": not problems,
+                    "problems": problems,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for problem in problems:
+            click.echo(f"MISMATCH: {problem}")
+        if not problems:
+            click.echo(f"ok: {binary} matches the source (version {macros.product_version.value})")
+    if problems:
+        ctx.exit(1)

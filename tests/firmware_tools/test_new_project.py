@@ -1,0 +1,89 @@
+"""fwtool new renders a product app; fwtool check-source catches a version that differs from the binary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from firmware_tools.cli import main
+from firmware_tools.project_source import find_product_macros
+
+particle = pytest.importorskip("firmware_tools.particle", reason="Particle module support not built yet")
+
+
+def _binary(tmp_path: Path, product_id: int, product_version: int) -> Path:
+    data = particle.pack_module(
+        b"\x00" * 1024, platform_id=12, product_id=product_id, product_version=product_version
+    )
+    path = tmp_path / "firmware.bin"
+    path.write_bytes(data)
+    return path
+
+
+def test_new_renders_blinky_with_macros_near_the_top(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "new",
+            str(tmp_path / "acme"),
+            "--product-id",
+            "1234",
+            "--product-version",
+            "7",
+            "--platform",
+            "argon",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    source = (tmp_path / "acme" / "src" / "blinky.cpp").read_text()
+    head = source.splitlines()[:20]
+    assert "PRODUCT_ID(1234);" in head
+    assert "PRODUCT_VERSION(7);" in head
+    assert "D0" in source and "300" in source
+    assert (tmp_path / "acme" / "project.properties").read_text().strip() == "name=acme"
+    readme = (tmp_path / "acme" / "README.md").read_text()
+    assert "particle compile argon" in readme
+    assert "{{" not in source + readme
+    macros = find_product_macros(tmp_path / "acme")
+    assert macros.product_id is not None and macros.product_id.value == 1234
+    assert macros.product_version is not None and macros.product_version.value == 7
+
+
+def test_new_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(main, ["new", str(tmp_path), "--product-id", "5", "--product-version", "1"])
+    assert result.exit_code == 2
+    assert "not empty" in result.output
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_check_source_passes_on_match_and_fails_on_mismatch(tmp_path: Path) -> None:
+    runner = CliRunner()
+    project = tmp_path / "app"
+    assert (
+        runner.invoke(main, ["new", str(project), "--product-id", "4321", "--product-version", "3"]).exit_code
+        == 0
+    )
+
+    good = _binary(tmp_path, 4321, 3)
+    ok = runner.invoke(main, ["check-source", str(project), str(good)])
+    assert ok.exit_code == 0, ok.output
+
+    bad = _binary(tmp_path, 4321, 4)
+    result = runner.invoke(main, ["check-source", str(project), str(bad)])
+    assert result.exit_code == 1
+    assert "PRODUCT_VERSION(3)" in result.output and "version 4" in result.output
+    assert "blinky.cpp:" in result.output
+
+
+def test_check_source_ignores_commented_macros(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.cpp").write_text(
+        "// PRODUCT_VERSION(99);\n/* PRODUCT_ID(1);\n */\nPRODUCT_VERSION(5);\n"
+    )
+    macros = find_product_macros(tmp_path)
+    assert macros.product_id is None
+    assert macros.product_version is not None
+    assert (macros.product_version.value, macros.product_version.line) == (5, 4)
