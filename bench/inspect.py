@@ -1,0 +1,72 @@
+"""fwtool inspect speed: whole-process wall time on one file and on the whole corpus in one process.
+
+Targets (issue 2): one file under 0.15 s, the corpus under 0.5 s. Also files per second, and the
+same work with Particle's own `particle binary inspect` where particle-cli is installed (issue 7).
+Run with `make bench` or `.venv/bin/python bench/inspect.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("BENCHFLASH_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+FWTOOL = Path(sys.executable).with_name("fwtool")
+REPEATS = 7
+ONE_FILE_TARGET = 0.15
+CORPUS_TARGET = 0.5
+
+
+def wall(cmd: list[str]) -> float:
+    """Median wall time of ``cmd`` over REPEATS runs (exit code 2 is fine: the corpus holds non-modules)."""
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append(time.perf_counter() - start)
+        if proc.returncode not in (0, 1, 2):
+            raise SystemExit(f"{cmd[0]} exited {proc.returncode}")
+    return statistics.median(times)
+
+
+def main() -> None:
+    files = sorted(CORPUS.glob("particle/*.bin")) + sorted(CORPUS.glob("esp/*.bin"))
+    if not files:
+        raise SystemExit(f"no corpus at {CORPUS} (set BENCHFLASH_FIXTURES)")
+    one = CORPUS / "particle" / "product_firmware.bin"
+    python_floor = wall([sys.executable, "-c", "pass"])
+    t_one = wall([str(FWTOOL), "inspect", "--json", str(one)])
+    t_all = wall([str(FWTOOL), "inspect", "--json", *map(str, files)])
+    print(f"python start-up alone:         {python_floor:.3f} s")
+    ratio_one = t_one / ONE_FILE_TARGET
+    print(f"inspect --json, one file:      {t_one:.3f} s  (target {ONE_FILE_TARGET} s: {ratio_one:.2f}x)")
+    print(
+        f"inspect --json, {len(files)} files:     {t_all:.3f} s  (target {CORPUS_TARGET} s: "
+        f"{t_all / CORPUS_TARGET:.2f}x); {len(files) / t_all:.0f} files/s"
+    )
+    particle = shutil.which("particle")
+    if particle:
+        pfiles = [str(f) for f in sorted(CORPUS.glob("particle/*.bin"))]
+        t_p_one = wall([particle, "binary", "inspect", str(one)])
+        speedup = t_p_one / t_one
+        print(f"particle binary inspect, one:  {t_p_one:.3f} s  (benchflash is {speedup:.1f}x faster)")
+        start = time.perf_counter()
+        for f in pfiles:
+            subprocess.run([particle, "binary", "inspect", f], capture_output=True, check=False)
+        t_p_all = time.perf_counter() - start
+        print(
+            f"particle binary inspect, {len(pfiles)} files (one process each): {t_p_all:.2f} s; "
+            f"{len(pfiles) / t_p_all:.1f} files/s"
+        )
+    else:
+        print("particle-cli not installed: no comparison with `particle binary inspect`")
+
+
+if __name__ == "__main__":
+    main()
