@@ -16,9 +16,7 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--product-id", type=click.IntRange(1, 0xFFFE), required=True, help="The console's product ID.")
-@click.option(
-    "--product-version", type=click.IntRange(1, 0xFFFE), required=True, help="PRODUCT_VERSION to compile in."
-)
+@click.option("--product-version", type=click.IntRange(1, 0xFFFE), required=True, help="PRODUCT_VERSION to compile in.")
 @click.option("--platform", default="photon", show_default=True, help="Particle platform name or id.")
 @click.option("--name", help="Project name (default: the folder's name).")
 def new(directory: Path, product_id: int, product_version: int, platform: str, name: str | None) -> None:
@@ -68,9 +66,7 @@ def check_source(ctx: click.Context, directory: Path, binary: Path, as_json: boo
         )
     problems: list[str] = []
     if module.suffix.product_version is None:
-        problems.append(
-            f"{binary} has no product fields (36-byte suffix): it was built without PRODUCT_VERSION"
-        )
+        problems.append(f"{binary} has no product fields (36-byte suffix): it was built without PRODUCT_VERSION")
     elif module.suffix.product_version != macros.product_version.value:
         v = macros.product_version
         problems.append(
@@ -82,8 +78,7 @@ def check_source(ctx: click.Context, directory: Path, binary: Path, as_json: boo
     p = macros.product_id
     if p is not None and module.suffix.product_id is not None and module.suffix.product_id != p.value:
         problems.append(
-            f"PRODUCT_ID({p.value}) at {p.file}:{p.line} but {binary} carries product id "
-            f"{module.suffix.product_id}"
+            f"PRODUCT_ID({p.value}) at {p.file}:{p.line} but {binary} carries product id {module.suffix.product_id}"
         )
     if as_json:
         click.echo(

@@ -14,9 +14,7 @@ particle = pytest.importorskip("firmware_tools.particle", reason="Particle modul
 
 
 def _binary(tmp_path: Path, product_id: int, product_version: int) -> Path:
-    data = particle.pack_module(
-        b"\x00" * 1024, platform_id=12, product_id=product_id, product_version=product_version
-    )
+    data = particle.pack_module(b"\x00" * 1024, platform_id=12, product_id=product_id, product_version=product_version)
     path = tmp_path / "firmware.bin"
     path.write_bytes(data)
     return path
@@ -62,10 +60,7 @@ def test_new_refuses_a_non_empty_folder(tmp_path: Path) -> None:
 def test_check_source_passes_on_match_and_fails_on_mismatch(tmp_path: Path) -> None:
     runner = CliRunner()
     project = tmp_path / "app"
-    assert (
-        runner.invoke(main, ["new", str(project), "--product-id", "4321", "--product-version", "3"]).exit_code
-        == 0
-    )
+    assert runner.invoke(main, ["new", str(project), "--product-id", "4321", "--product-version", "3"]).exit_code == 0
 
     good = _binary(tmp_path, 4321, 3)
     ok = runner.invoke(main, ["check-source", str(project), str(good)])
@@ -80,9 +75,7 @@ def test_check_source_passes_on_match_and_fails_on_mismatch(tmp_path: Path) -> N
 
 def test_check_source_ignores_commented_macros(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "app.cpp").write_text(
-        "// PRODUCT_VERSION(99);\n/* PRODUCT_ID(1);\n */\nPRODUCT_VERSION(5);\n"
-    )
+    (tmp_path / "src" / "app.cpp").write_text("// PRODUCT_VERSION(99);\n/* PRODUCT_ID(1);\n */\nPRODUCT_VERSION(5);\n")
     macros = find_product_macros(tmp_path)
     assert macros.product_id is None
     assert macros.product_version is not None

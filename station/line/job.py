@@ -1,0 +1,225 @@
+"""One device's job on the line: identify, check the target, flash, verify, restart, confirm, record.
+
+The job is a plain function run by a worker thread. Every step that talks to the device can fail
+with a StationError carrying a reason code; the job turns it into a FAIL with that reason, records
+it, and never lets one device's failure reach another slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from station.devices.base import Device, DeviceDescription, DeviceIdentity, Phase, Progress
+from station.errors import Reason, StationError, WrongTarget
+from station.line.events import Event, EventSink, Failed, Identified, Passed, ProgressEvent, Recorded
+from station.line.plan import JobPlan
+from station.profile import LineMode, VerifyPolicy
+
+# At most this many progress events per second per slot reach the sinks (MES and screens need no more).
+PROGRESS_EVENTS_PER_SECOND = 4
+
+T = TypeVar("T")
+
+
+class AttemptRecorder(Protocol):
+    """What the job needs from the registry; every call is one committed transition."""
+
+    def start_attempt(self, *, slot: str, label: str, plan: JobPlan) -> int: ...
+
+    def identified(self, attempt_id: int, *, device_id: str, platform: str) -> None: ...
+
+    def phase_done(self, attempt_id: int, *, phase: str, seconds: float) -> None: ...
+
+    def finish(
+        self,
+        attempt_id: int,
+        *,
+        passed: bool,
+        reason: str | None,
+        message: str | None,
+        enqueue_product: str | None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobResult:
+    passed: bool
+    device_id: str | None
+    reason: Reason | None
+    message: str
+    seconds: float
+    attempt_id: int
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _Throttle:
+    """Lets a progress event through when the phase or image changes, at the end, or every 1/N s."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._last_key: tuple[str, str | None] | None = None
+        self._last_time = 0.0
+
+    def admit(self, p: Progress) -> bool:
+        key = (p.phase.value, p.image)
+        now = self._clock()
+        if key != self._last_key or p.done >= p.total or now - self._last_time >= 1 / PROGRESS_EVENTS_PER_SECOND:
+            self._last_key, self._last_time = key, now
+            return True
+        return False
+
+
+class JobContext:
+    """The job's link to the line: where events go, how time is read, whether it was abandoned."""
+
+    def __init__(
+        self,
+        *,
+        slot: str,
+        label: str,
+        emit: EventSink,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.slot = slot
+        self.label = label
+        self.emit = emit
+        self.clock = clock
+        self.monotonic = monotonic
+        self.abandoned = threading.Event()  # set by the runner when the job ran out of time
+        self.finish_lock = threading.Lock()  # the runner and the job race to record the result once
+        self.finished = False
+        self.device: Device | None = None  # set once open, so the runner can close a hung device
+        self.attempt_id: int | None = None
+
+    def event(self, cls: type[Event], **fields: object) -> None:
+        self.emit(cls(time=self.clock(), slot=self.slot, label=self.label, **fields))
+
+
+def run_job(
+    open_device: Callable[[], Device],
+    description: DeviceDescription,
+    plan: JobPlan,
+    recorder: AttemptRecorder,
+    ctx: JobContext,
+) -> JobResult | None:
+    """Take one device through the line. Returns None when the runner abandoned it (timeout)."""
+    started = ctx.monotonic()
+    attempt_id = recorder.start_attempt(slot=ctx.slot, label=ctx.label, plan=plan)
+    ctx.attempt_id = attempt_id
+    identity: DeviceIdentity | None = None
+    phases: dict[str, float] = {}
+    throttle = _Throttle(ctx.monotonic)
+
+    def timed(phase: Phase, action: Callable[[], T]) -> T:
+        t0 = ctx.monotonic()
+        result = action()
+        phases[phase.value] = phases.get(phase.value, 0.0) + ctx.monotonic() - t0
+        recorder.phase_done(attempt_id, phase=phase.value, seconds=phases[phase.value])
+        return result
+
+    def on_progress(p: Progress) -> None:
+        if not ctx.abandoned.is_set() and throttle.admit(p):
+            ctx.event(
+                ProgressEvent,
+                device_id=identity.device_id if identity else None,
+                phase=p.phase.value,
+                done=p.done,
+                total=p.total,
+                image=p.image,
+            )
+
+    device: Device | None = None
+    reported: str | None = None
+    try:
+        device = timed(Phase.CONNECT, open_device)
+        ctx.device = device
+        identity = timed(Phase.IDENTIFY, device.identify)
+        recorder.identified(attempt_id, device_id=identity.device_id, platform=identity.platform)
+        ctx.event(Identified, device_id=identity.device_id, platform=identity.platform)
+        why = plan.target.mismatch(description.family, identity)
+        if why is not None:
+            raise WrongTarget(why, device=identity.device_id, hint="nothing was written; use a board of the right kind")
+        if plan.mode is LineMode.FLASH:
+            dev = device
+            timed(Phase.WRITE, lambda: dev.flash(plan.images, on_progress))
+            if plan.verify is VerifyPolicy.ALWAYS:
+                timed(Phase.VERIFY, lambda: dev.verify(plan.images, on_progress))
+            timed(Phase.RESTART, dev.restart)
+            if plan.confirm_version:
+                reported = dev.running_firmware()
+                if reported is not None and plan.expected_firmware is not None and reported != plan.expected_firmware:
+                    raise StationError(
+                        f"after restart the device reports {reported!r}, expected {plan.expected_firmware!r}",
+                        device=identity.device_id,
+                        reason=Reason.VERIFY_MISMATCH,
+                    )
+        outcome = JobResult(True, identity.device_id, None, "ok", ctx.monotonic() - started, attempt_id, phases)
+    except StationError as exc:
+        outcome = JobResult(
+            False,
+            identity.device_id if identity else None,
+            exc.reason,
+            exc.one_line(),
+            ctx.monotonic() - started,
+            attempt_id,
+            phases,
+        )
+    except Exception as exc:  # a bug in a family must fail this slot only, and say what happened
+        outcome = JobResult(
+            False,
+            identity.device_id if identity else None,
+            Reason.INTERNAL,
+            f"internal error: {type(exc).__name__}: {exc}",
+            ctx.monotonic() - started,
+            attempt_id,
+            phases,
+        )
+    finally:
+        if device is not None:
+            # Closing a vanished device may fail; the outcome already says why.
+            with contextlib.suppress(Exception):
+                device.close()
+    return finish_job(outcome, plan, recorder, ctx, reported_firmware=reported)
+
+
+def finish_job(
+    outcome: JobResult,
+    plan: JobPlan,
+    recorder: AttemptRecorder,
+    ctx: JobContext,
+    *,
+    reported_firmware: str | None,
+) -> JobResult | None:
+    """Record and announce the outcome once: whichever of the job and the runner's timeout comes first."""
+    with ctx.finish_lock:
+        if ctx.finished:
+            return None
+        ctx.finished = True
+    recorder.finish(
+        outcome.attempt_id,
+        passed=outcome.passed,
+        reason=outcome.reason.value if outcome.reason else None,
+        message=None if outcome.passed else outcome.message,
+        enqueue_product=plan.sync_product if outcome.passed else None,
+    )
+    if outcome.passed:
+        assert outcome.device_id is not None
+        ctx.event(Passed, device_id=outcome.device_id, seconds=round(outcome.seconds, 3), firmware=reported_firmware)
+    else:
+        assert outcome.reason is not None
+        ctx.event(
+            Failed,
+            device_id=outcome.device_id,
+            reason=outcome.reason.value,
+            message=outcome.message,
+            seconds=round(outcome.seconds, 3),
+        )
+    result = "pass" if outcome.passed else "fail"
+    ctx.event(Recorded, device_id=outcome.device_id, attempt_id=outcome.attempt_id, result=result)
+    return outcome

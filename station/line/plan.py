@@ -1,0 +1,70 @@
+"""What the line does with every device: the target it must be, the images, and the policies.
+
+Built once at start from the verified bundle and the profile, then shared read-only by every
+worker: the images are bytes in memory, so no file is re-read mid-shift.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from station.devices.base import DeviceIdentity, Family, FlashImage
+from station.profile import LineMode, VerifyPolicy
+
+
+def _chip_key(name: str) -> str:
+    # "ESP32-S3", "esp32s3" and "ESP32S3" are one chip.
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@dataclass(frozen=True)
+class Target:
+    """The device a bundle is for: a Particle platform, or an ESP chip."""
+
+    platform_id: int | None = None  # Particle
+    platform_name: str | None = None
+    chip: str | None = None  # ESP
+
+    @property
+    def is_esp(self) -> bool:
+        return self.chip is not None
+
+    def describe(self) -> str:
+        if self.chip is not None:
+            return self.chip
+        return f"{self.platform_name or 'platform'} (id {self.platform_id})"
+
+    def mismatch(self, family: Family, identity: DeviceIdentity) -> str | None:
+        """Why this device is not the target, or None when it is."""
+        if self.is_esp:
+            if family is not Family.ESP:
+                return f"a Particle {identity.platform} cannot take an image for {self.chip}"
+            assert self.chip is not None
+            if _chip_key(identity.platform) != _chip_key(self.chip):
+                return f"device is {identity.platform}, the bundle is for {self.chip}"
+            return None
+        if family is Family.ESP:
+            return f"an {identity.platform} cannot take firmware for Particle {self.describe()}"
+        if identity.platform_id != self.platform_id:
+            return f"device is {identity.platform} (id {identity.platform_id}), the bundle is for {self.describe()}"
+        return None
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    station_id: str
+    target: Target
+    images: tuple[FlashImage, ...]
+    mode: LineMode = LineMode.FLASH
+    verify: VerifyPolicy = VerifyPolicy.ALWAYS
+    confirm_version: bool = True
+    # What a device reports after restart when it runs this release; None = nothing to compare.
+    expected_firmware: str | None = None
+    job_timeout: float = 600.0
+    operator: str | None = None
+    product_id: int | None = None
+    product_version: str | None = None
+    bundle_id: str | None = None
+    bundle_sha256: str | None = None
+    sync_product: str | None = None  # enqueue PASSes for this product's import, when cloud sync is on

@@ -1,0 +1,185 @@
+"""The line runner: watches the sources for boards, runs a job per busy slot, enforces timeouts.
+
+One thread per busy slot; the runner's own loop only scans, starts and times out jobs, so a hung
+or failing device never stalls the others. Stopping lets running jobs finish first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from station.discovery.base import Candidate, Source, scan_all
+from station.errors import Reason
+from station.line.events import Attached, Detached, EventSink, LineStatus
+from station.line.job import AttemptRecorder, JobContext, JobResult, finish_job, run_job
+from station.line.plan import JobPlan
+
+
+class SlotState(StrEnum):
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+@dataclass
+class _Slot:
+    candidate: Candidate
+    label: str
+    ctx: JobContext
+    started: float
+    state: SlotState = SlotState.RUNNING
+    detached: bool = False
+    thread: threading.Thread | None = None
+
+
+class LineRunner:
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        plan: JobPlan,
+        recorder: AttemptRecorder,
+        sink: EventSink,
+        *,
+        label: Callable[[str], str] = lambda slot: slot,
+        sync_backlog: Callable[[], int | None] = lambda: None,
+        poll_interval: float = 0.25,
+        status_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sources = list(sources)
+        self.plan = plan
+        self.recorder = recorder
+        self.sink = sink
+        self.label = label
+        self.sync_backlog = sync_backlog
+        self.poll_interval = poll_interval
+        self.status_interval = status_interval
+        self.clock = clock
+        self.monotonic = monotonic
+        self._lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+        self._last_status = float("-inf")
+        self.passed = 0
+        self.failed = 0
+
+    # -- one scan --------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Scan once: announce arrivals and departures, start jobs, time out hung ones."""
+        seen = scan_all(self.sources)
+        with self._lock:
+            for slot, entry in list(self._slots.items()):
+                if slot not in seen and not entry.detached:
+                    entry.detached = True
+                    entry.ctx.event(Detached)
+                if entry.detached and entry.state is not SlotState.RUNNING:
+                    del self._slots[slot]
+            for slot, candidate in seen.items():
+                if slot not in self._slots:
+                    self._start(candidate, announce=True)
+            self._time_out_hung_jobs()
+        self._maybe_status()
+
+    def retry(self, slot: str) -> bool:
+        """Run a failed slot's board again (the technician's retry key). False if not possible."""
+        with self._lock:
+            entry = self._slots.get(slot)
+            if entry is None or entry.detached or entry.state is not SlotState.FAILED:
+                return False
+            self._start(entry.candidate, announce=False)
+            return True
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(1 for s in self._slots.values() if s.state is SlotState.RUNNING)
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set, then let running jobs finish (each bounded by its timeout)."""
+        while not stop.is_set():
+            self.poll()
+            stop.wait(self.poll_interval)
+        self.drain()
+
+    def drain(self) -> None:
+        """Wait for every running job to end, enforcing timeouts while waiting."""
+        while self.running():
+            with self._lock:
+                self._time_out_hung_jobs()
+            time.sleep(min(self.poll_interval, 0.05))
+        self._maybe_status(force=True)
+
+    # -- internals -------------------------------------------------------------------------
+    def _start(self, candidate: Candidate, *, announce: bool) -> None:
+        slot = candidate.slot
+        label = self.label(slot)
+        ctx = JobContext(slot=slot, label=label, emit=self.sink, clock=self.clock, monotonic=self.monotonic)
+        entry = _Slot(candidate, label, ctx, self.monotonic())
+        self._slots[slot] = entry
+        if announce:
+            d = candidate.description
+            ctx.event(Attached, family=d.family.value, mode=d.mode.value)
+        thread = threading.Thread(target=self._work, args=(entry,), name=f"slot-{slot}", daemon=True)
+        entry.thread = thread
+        thread.start()
+
+    def _work(self, entry: _Slot) -> None:
+        result = run_job(entry.candidate.open, entry.candidate.description, self.plan, self.recorder, entry.ctx)
+        if result is not None:
+            self._settle(entry, result)
+
+    def _settle(self, entry: _Slot, result: JobResult) -> None:
+        with self._lock:
+            entry.state = SlotState.PASSED if result.passed else SlotState.FAILED
+            if result.passed:
+                self.passed += 1
+            else:
+                self.failed += 1
+
+    def _time_out_hung_jobs(self) -> None:
+        now = self.monotonic()
+        for entry in self._slots.values():
+            if entry.state is not SlotState.RUNNING or now - entry.started <= self.plan.job_timeout:
+                continue
+            attempt_id = entry.ctx.attempt_id
+            if attempt_id is None:  # not even recorded yet: nothing to finish
+                continue
+            entry.ctx.abandoned.set()
+            device = entry.ctx.device
+            if device is not None:
+                # Closing the port or USB handle is what unblocks a worker stuck in a read.
+                with contextlib.suppress(Exception):
+                    device.close()
+            outcome = JobResult(
+                False,
+                None,
+                Reason.TIMEOUT,
+                f"no result after {self.plan.job_timeout:.0f} s; the board was abandoned (re-plug it to retry)",
+                now - entry.started,
+                attempt_id,
+            )
+            # The lock is held: record without re-entering _settle's lock.
+            if finish_job(outcome, self.plan, self.recorder, entry.ctx, reported_firmware=None) is not None:
+                entry.state = SlotState.FAILED
+                self.failed += 1
+
+    def _maybe_status(self, *, force: bool = False) -> None:
+        now = self.monotonic()
+        if not force and now - self._last_status < self.status_interval:
+            return
+        self._last_status = now
+        self.sink(
+            LineStatus(
+                time=self.clock(),
+                slot="",
+                label="",
+                passed=self.passed,
+                failed=self.failed,
+                running=self.running(),
+                sync_backlog=self.sync_backlog(),
+            )
+        )

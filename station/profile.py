@@ -1,0 +1,145 @@
+"""A line's TOML profile: which bundle, which keys, what the line does, slot labels, cloud section.
+
+Paths in a profile are relative to the profile file. Unknown keys are errors, not silently
+ignored: a misspelt ``require_signature`` must never turn signature checks off.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from station.errors import InputError
+
+
+class LineMode(StrEnum):
+    FLASH = "flash"  # programming during manufacturing
+    IDENTIFY = "identify"  # record only; firmware arrives over the air at setup
+
+
+class VerifyPolicy(StrEnum):
+    ALWAYS = "always"  # read back / hash every image after writing
+    NEVER = "never"
+
+
+_KEYS = {
+    "station_id",
+    "bundle",
+    "trusted_keys",
+    "require_signature",
+    "mode",
+    "verify",
+    "confirm_version",
+    "job_timeout",
+    "operator",
+    "slots",
+    "cloud",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: Path
+    station_id: str
+    bundle: Path
+    trusted_keys: tuple[Path, ...] = ()
+    require_signature: bool = True
+    mode: LineMode = LineMode.FLASH
+    verify: VerifyPolicy = VerifyPolicy.ALWAYS
+    confirm_version: bool = True
+    job_timeout: float = 600.0
+    operator: str | None = None
+    slot_labels: Mapping[str, str] = field(default_factory=dict)
+    cloud: Mapping[str, Any] | None = None
+
+    def label(self, port_path: str) -> str:
+        return self.slot_labels.get(port_path, port_path)
+
+
+def _fail(path: Path, message: str) -> InputError:
+    return InputError(f"{path}: {message}", hint="fix the profile and run `station check --profile` again")
+
+
+def _expect(path: Path, raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = raw[key]
+    # bool is an int in Python; a number option given `true` is still a mistake.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _fail(path, f"{key} must be {what}, not {value!r}")
+    return value
+
+
+def _optional(
+    path: Path, raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str, default: Any
+) -> Any:
+    return _expect(path, raw, key, kind, what) if key in raw else default
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a profile; every problem is an InputError naming the file and the key."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read profile {p}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(p, f"not valid TOML: {exc}") from exc
+    return profile_from_mapping(raw, p)
+
+
+def profile_from_mapping(raw: Mapping[str, Any], path: Path) -> Profile:
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise _fail(path, f"unknown key(s): {', '.join(unknown)} (known: {', '.join(sorted(_KEYS))})")
+    for key in ("station_id", "bundle"):
+        if key not in raw:
+            raise _fail(path, f"missing required key {key!r}")
+    base = path.parent
+    station_id = _expect(path, raw, "station_id", str, "a string")
+    if not station_id.strip():
+        raise _fail(path, "station_id must not be empty")
+    bundle = base / _expect(path, raw, "bundle", str, "a path string")
+    keys: tuple[Path, ...] = ()
+    if "trusted_keys" in raw:
+        listed = _expect(path, raw, "trusted_keys", list, "a list of paths")
+        if not all(isinstance(k, str) for k in listed):
+            raise _fail(path, "trusted_keys must be a list of path strings")
+        keys = tuple(base / k for k in listed)
+    require_signature = _optional(path, raw, "require_signature", bool, "true or false", True)
+    if require_signature and not keys:
+        raise _fail(path, "require_signature is on but trusted_keys lists no public key")
+    try:
+        mode = LineMode(raw.get("mode", LineMode.FLASH.value))
+        verify = VerifyPolicy(raw.get("verify", VerifyPolicy.ALWAYS.value))
+    except ValueError as exc:
+        raise _fail(path, str(exc)) from exc
+    confirm = _optional(path, raw, "confirm_version", bool, "true or false", True)
+    timeout = float(_optional(path, raw, "job_timeout", (int, float), "a number of seconds", 600.0))
+    if not 1 <= timeout <= 24 * 3600:
+        raise _fail(path, f"job_timeout must be between 1 and 86400 seconds, not {timeout}")
+    operator = _optional(path, raw, "operator", str, "a string", None)
+    labels: dict[str, str] = {}
+    if "slots" in raw:
+        table = _expect(path, raw, "slots", dict, "a table of port path = label")
+        for port, label in table.items():
+            if not isinstance(label, str) or not label.strip():
+                raise _fail(path, f"slot label for {port!r} must be a non-empty string")
+            labels[str(port)] = label
+    cloud = _optional(path, raw, "cloud", dict, "a table", None)
+    return Profile(
+        path=path,
+        station_id=station_id,
+        bundle=bundle,
+        trusted_keys=keys,
+        require_signature=require_signature,
+        mode=mode,
+        verify=verify,
+        confirm_version=confirm,
+        job_timeout=timeout,
+        operator=operator,
+        slot_labels=labels,
+        cloud=cloud,
+    )
