@@ -1,0 +1,291 @@
+"""A Particle Cloud API client on httpx: one method per endpoint, typed answers, typed errors.
+
+HTTPS only (plain HTTP on loopback, for the simulated console), certificates verified, a timeout
+on every phase of every request, the token sent as a Bearer header and never anywhere else, and a
+client-side limiter in front of every request. Retrying is the caller's decision (see sync.py).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from urllib.parse import quote
+
+import httpx
+
+from station.cloud.backoff import RateLimiter, parse_retry_after
+from station.cloud.config import DEFAULT_RATE_LIMIT, DEFAULT_RATE_WINDOW, CloudConfig, Timeouts, check_base_url
+from station.cloud.errors import (
+    CloudAuthError,
+    CloudNotFound,
+    CloudRateLimited,
+    CloudRejected,
+    CloudUnavailable,
+)
+from station.cloud.models import DevicePage, ImportResult, ProductDevice
+from station.cloud.token import AccessToken
+
+# Bigger than any legitimate answer (an import result naming 100,000 IDs is under 3 MB).
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+# Error descriptions are shown to people; keep them to one readable line.
+_MAX_DESCRIPTION = 200
+# The API's own limits: scopes named in 401/403 messages so the fix is obvious.
+SCOPE_IMPORT = "devices:import"
+SCOPE_LIST = "devices:list"
+SCOPE_GET = "devices:get"
+# How many pages `iter_devices` follows at most: a lying total_pages must not loop forever.
+MAX_PAGES = 100_000
+
+
+def _user_agent() -> str:
+    try:
+        return f"benchflash/{version('benchflash')}"
+    except PackageNotFoundError:
+        return "benchflash"
+
+
+class ParticleCloud:
+    """Talks to ``base_url`` (default https://api.particle.io) with ``token``.
+
+    ``transport`` is for tests only (an httpx transport); ``limiter`` may be shared between clients
+    of one station because the API's budget is per source IP.
+    """
+
+    def __init__(
+        self,
+        token: AccessToken,
+        *,
+        base_url: str = "https://api.particle.io",
+        timeouts: Timeouts | None = None,
+        limiter: RateLimiter | None = None,
+        transport: httpx.BaseTransport | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+    ) -> None:
+        self.base_url = check_base_url(base_url, where="cloud client")
+        self._token = token
+        t = timeouts or Timeouts()
+        self.limiter = limiter or RateLimiter(DEFAULT_RATE_LIMIT, DEFAULT_RATE_WINDOW)
+        self._max_answer = max_answer_bytes
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
+            verify=True,
+            follow_redirects=False,
+            trust_env=False,
+            transport=transport,
+            headers={"User-Agent": _user_agent(), "Accept": "application/json"},
+        )
+        self._count_lock = threading.Lock()
+        self.requests_sent = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        config: CloudConfig,
+        token: AccessToken,
+        *,
+        limiter: RateLimiter | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> ParticleCloud:
+        return cls(
+            token,
+            base_url=config.base_url,
+            timeouts=config.timeouts,
+            limiter=limiter or RateLimiter(config.rate_limit, config.rate_window),
+            transport=transport,
+        )
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def import_devices(self, product: str, device_ids: Sequence[str], *, import_sims: bool = False) -> ImportResult:
+        """``POST /v1/products/:product/devices`` with a .txt file of IDs, one per line."""
+        if not device_ids:
+            raise ValueError("import_devices needs at least one device ID")
+        if any(("\n" in d or "\r" in d) for d in device_ids):
+            raise ValueError("a device ID must not contain a line break")
+        content = ("\n".join(device_ids) + "\n").encode("ascii", errors="strict")
+        data = {"import_sims": "true"} if import_sims else None
+        body = self._request(
+            "POST",
+            f"/v1/products/{_seg(product)}/devices",
+            scope=SCOPE_IMPORT,
+            files={"file": ("devices.txt", content, "text/plain")},
+            data=data,
+        )
+        return ImportResult.from_json(body)
+
+    def list_devices(
+        self,
+        product: str,
+        *,
+        page: int = 1,
+        per_page: int = 100,
+        device_id: str | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> DevicePage:
+        """``GET /v1/products/:product/devices``: one page of the product's devices."""
+        params: dict[str, str | int] = {"page": page, "per_page": per_page}
+        if device_id:
+            params["deviceId"] = device_id
+        if groups:
+            params["groups"] = ",".join(groups)
+        body = self._request("GET", f"/v1/products/{_seg(product)}/devices", scope=SCOPE_LIST, params=params)
+        return DevicePage.from_json(body, asked_page=page)
+
+    def get_device(self, product: str, device_id: str) -> ProductDevice:
+        """``GET /v1/products/:product/devices/:id``."""
+        body = self._request("GET", f"/v1/products/{_seg(product)}/devices/{_seg(device_id)}", scope=SCOPE_GET)
+        return ProductDevice.from_json(body)
+
+    def iter_devices(
+        self, product: str, *, per_page: int = 100, fetch: Callable[[int], DevicePage] | None = None
+    ) -> Iterator[ProductDevice]:
+        """Every device of the product, page by page from 1 until ``page >= meta.total_pages``.
+
+        ``fetch(page)`` replaces the plain page call, e.g. with one that retries with backoff.
+        """
+
+        def plain(page: int) -> DevicePage:
+            return self.list_devices(product, page=page, per_page=per_page)
+
+        get = fetch or plain
+        page = 1
+        while page <= MAX_PAGES:
+            answer = get(page)
+            yield from answer.devices
+            if page >= answer.total_pages or not answer.devices:
+                return
+            page += 1
+        raise CloudUnavailable(f"product {product} device list claims more than {MAX_PAGES} pages")
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        params: dict[str, str | int] | None = None,
+        data: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+        json_body: object | None = None,
+    ) -> object:
+        self.limiter.acquire()
+        with self._count_lock:
+            self.requests_sent += 1
+        where = f"{method} {path}"
+        headers = {"Authorization": f"Bearer {self._token.reveal()}"}
+        try:
+            with self._http.stream(
+                method, path, params=params, data=data, files=files, json=json_body, headers=headers
+            ) as response:
+                raw = self._read_bounded(response, where)
+        except httpx.TimeoutException as exc:
+            raise CloudUnavailable(f"{where}: timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise CloudUnavailable(
+                f"{where}: connection failed or dropped ({self._clean(str(exc)) or type(exc).__name__})"
+            ) from None
+        return self._interpret(response, raw, where, scope)
+
+    def _read_bounded(self, response: httpx.Response, where: str) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_answer:
+            raise CloudUnavailable(f"{where}: answer of {declared} bytes is larger than allowed")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self._max_answer:
+                raise CloudUnavailable(f"{where}: answer larger than {self._max_answer} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _interpret(self, response: httpx.Response, raw: bytes, where: str, scope: str) -> object:
+        status = response.status_code
+        body = _parse_json(raw)
+        if 200 <= status < 300:
+            if status == 204:
+                return {}
+            if body is _UNPARSED:
+                raise CloudUnavailable(f"{where}: HTTP {status} with a body that is not JSON")
+            return body
+        code, description = self._error_fields(body)
+        detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {description}" if description else "")
+        message = f"{where}: {detail}"
+        if status == 401:
+            raise CloudAuthError(
+                message,
+                status=status,
+                error_code=code,
+                hint="the access token is invalid or expired; retrying will not help: make a new one",
+            )
+        if status == 403 or (status == 400 and code == "unauthorized"):
+            raise CloudAuthError(
+                message,
+                status=status,
+                error_code=code,
+                hint=f"the token is not allowed to do this: it needs the {scope} scope on this product",
+            )
+        if status == 404:
+            raise CloudNotFound(
+                message, status=status, error_code=code, hint="check the product ID or slug ([cloud] product)"
+            )
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise CloudRateLimited(message, retry_after=retry_after, error_code=code)
+        if status == 408 or status >= 500:
+            raise CloudUnavailable(message, status=status, error_code=code)
+        if 400 <= status < 500:
+            raise CloudRejected(message, status=status, error_code=code)
+        raise CloudUnavailable(message, status=status, error_code=code)
+
+    def _error_fields(self, body: object) -> tuple[str | None, str | None]:
+        if not isinstance(body, dict):
+            return None, None
+        code = body.get("error")
+        description = body.get("error_description")
+        return (
+            self._clean(code) if isinstance(code, str) else None,
+            self._clean(description) if isinstance(description, str) else None,
+        )
+
+    def _clean(self, text: str) -> str:
+        """Server text made safe to show: one line, bounded, and never the token (even echoed back)."""
+        text = text.replace(self._token.reveal(), "***")
+        text = "".join(c if c.isprintable() else " " for c in text).strip()
+        return text[:_MAX_DESCRIPTION] + ("..." if len(text) > _MAX_DESCRIPTION else "")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ParticleCloud:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+_UNPARSED = object()
+
+
+def _parse_json(raw: bytes) -> object:
+    if not raw:
+        return _UNPARSED
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return _UNPARSED
+
+
+def _seg(value: str) -> str:
+    """One URL path segment: nothing in it may add a path level or a query."""
+    if not value:
+        raise ValueError("an empty path segment")
+    return quote(value, safe="")
