@@ -1,0 +1,185 @@
+"""The technician's screen: a tile per slot, readable from a metre away, and the line's totals.
+
+Events arrive from worker threads into a queue; the app drains it on a timer, so a burst of
+progress never blocks a worker and the screen never shows a half-applied event.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.widgets import Footer, ProgressBar, Static
+
+from station.line.events import Event
+from station.ui.board import Board, SlotView, TileState
+
+REFRESH_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class DashboardInfo:
+    """What the header says about the run."""
+
+    product: str
+    version: str
+    bundle: str
+    station_id: str
+    operator: str | None = None
+
+
+class SlotTile(Vertical, can_focus=True):
+    """One slot: label, device, phase with a progress bar, and a big PASS / FAIL."""
+
+    DEFAULT_CSS = """
+    SlotTile { border: heavy $panel-lighten-2; height: 11; padding: 0 1; }
+    SlotTile:focus { border: heavy $accent; }
+    SlotTile.pass { background: $success-darken-1; }
+    SlotTile.fail { background: $error-darken-1; }
+    SlotTile.empty { background: $panel-darken-2; color: $text-muted; }
+    SlotTile .label { text-style: bold; }
+    SlotTile .verdict { text-style: bold; content-align: center middle; height: 3; }
+    """
+
+    def __init__(self, view: SlotView) -> None:
+        super().__init__(id=_tile_id(view.slot))
+        self.slot = view.slot
+        self._view = view
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="label")
+        yield Static(classes="device")
+        yield Static(classes="phase")
+        yield ProgressBar(total=100, show_eta=False)
+        yield Static(classes="verdict")
+
+    def on_mount(self) -> None:
+        self.show(self._view)
+
+    def show(self, view: SlotView) -> None:
+        self._view = view
+        self.set_class(view.state is TileState.PASS, "pass")
+        self.set_class(view.state is TileState.FAIL, "fail")
+        self.set_class(view.state is TileState.EMPTY, "empty")
+        self.query_one(".label", Static).update(f"{view.label}  [dim]{view.slot}[/dim]")
+        device = view.device_id or "identifying..."
+        if view.platform:
+            device += f"  {view.platform}"
+        self.query_one(".device", Static).update(device if view.attached else f"{device}  (removed)")
+        self.query_one(".phase", Static).update(view.phase or "")
+        bar = self.query_one(ProgressBar)
+        bar.update(total=100, progress=100 if view.state is TileState.PASS else round(view.fraction * 100))
+        verdict = {
+            TileState.PASS: "PASS",
+            TileState.FAIL: f"FAIL  {view.reason}\n{view.message or ''}",
+            TileState.WORKING: "working",
+            TileState.EMPTY: "empty",
+        }[view.state]
+        self.query_one(".verdict", Static).update(verdict)
+
+
+def _tile_id(slot: str) -> str:
+    return "slot-" + "".join(c if c.isalnum() else "_" for c in slot)
+
+
+class Dashboard(App[None]):
+    """Full-screen live view of the line; `r` retries the selected slot, `q` quits when jobs end."""
+
+    TITLE = "benchflash station"
+    CSS = """
+    #summary { height: 3; background: $boost; padding: 0 1; text-style: bold; }
+    #tiles { grid-size: 4; grid-gutter: 1; padding: 1; }
+    """
+    BINDINGS = [
+        Binding("r", "retry", "Retry slot"),
+        Binding("q", "quit_line", "Quit (running jobs finish first)"),
+    ]
+
+    def __init__(
+        self,
+        info: DashboardInfo,
+        *,
+        retry: Callable[[str], bool] = lambda slot: False,
+        request_stop: Callable[[], None] = lambda: None,
+        is_idle: Callable[[], bool] = lambda: True,
+    ) -> None:
+        super().__init__()
+        self.info = info
+        self.board = Board()
+        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._retry = retry
+        self._request_stop = request_stop
+        self._is_idle = is_idle
+        self._stopping = False
+
+    # Called from worker threads.
+    def sink(self, event: Event) -> None:
+        self.events.put(event)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="summary")
+        yield Grid(id="tiles")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._render_summary()
+        self.set_interval(REFRESH_SECONDS, self._drain)
+
+    def _drain(self) -> None:
+        changed: set[str] = set()
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            self.board.apply(event)
+            if event.slot:
+                changed.add(event.slot)
+        grid = self.query_one("#tiles", Grid)
+        for slot in changed:
+            view = self.board.slot(slot)
+            if view is None:
+                continue
+            tiles = grid.query(f"#{_tile_id(slot)}")
+            if tiles:
+                tiles.first(SlotTile).show(view)
+            else:
+                grid.mount(SlotTile(view))
+        self._render_summary()
+        if self._stopping and self._is_idle() and self.events.empty():
+            self.exit()
+
+    def _render_summary(self) -> None:
+        t = self.board.totals
+        i = self.info
+        yield_text = f"{t.yield_percent:.1f}%" if t.yield_percent is not None else "-"
+        rate = f"{t.per_hour:.0f}/h" if t.per_hour is not None else "-"
+        backlog = str(t.sync_backlog) if t.sync_backlog is not None else "off"
+        line1 = f"product {i.product}  v{i.version}  bundle {i.bundle}  station {i.station_id}"
+        if i.operator:
+            line1 += f"  operator {i.operator}"
+        line2 = (
+            f"PASS {t.passed}   FAIL {t.failed}   running {t.running}   yield {yield_text}   "
+            f"{rate}   sync backlog {backlog}"
+        )
+        if self._stopping:
+            line2 += "   — finishing running jobs, then quitting"
+        self.query_one("#summary", Static).update(f"{line1}\n{line2}")
+
+    def action_retry(self) -> None:
+        focused = self.focused
+        if isinstance(focused, SlotTile):
+            if self._retry(focused.slot):
+                self.notify(f"retrying {focused.slot}")
+            else:
+                self.notify("only a failed board that is still plugged in can be retried", severity="warning")
+
+    def action_quit_line(self) -> None:
+        if not self._stopping:
+            self._stopping = True
+            self._request_stop()
+            self._render_summary()
