@@ -1,0 +1,44 @@
+"""The Particle module format as ``fwtool`` sees it: how sure content is a module, inspect, validate."""
+
+from __future__ import annotations
+
+from firmware_tools.checks import Expectations, ValidationReport
+from firmware_tools.particle.layout import CRC, KNOWN_PREFIX_OFFSETS, MIN_PARSEABLE_SIZE
+from firmware_tools.particle.parse import FULL_SCORE, find_prefix_offset, parse_module
+from firmware_tools.particle.report import FORMAT_NAME, module_json, summary_lines
+from firmware_tools.particle.seal import file_crc32
+from firmware_tools.particle.validate import validate_module
+
+
+class ParticleModuleFormat:
+    """Particle Device OS module binaries (.bin), plain, compressed or combined."""
+
+    name = FORMAT_NAME
+
+    def sniff(self, data: bytes) -> int:
+        """90: CRC and prefix both check out; 70: CRC ok; 40: a full-score prefix at a usual offset."""
+        if len(data) < MIN_PARSEABLE_SIZE:
+            return 0
+        offset, score = find_prefix_offset(data)
+        if score == 0:
+            return 0
+        crc_ok = CRC.unpack_from(data, len(data) - CRC.size)[0] == file_crc32(data)
+        if crc_ok:
+            return 90 if score >= FULL_SCORE else 70
+        if offset in KNOWN_PREFIX_OFFSETS and score >= FULL_SCORE - 1:
+            return 40
+        return 0
+
+    def inspect(self, data: bytes) -> dict[str, object]:
+        return module_json(parse_module(data))
+
+    def summary(self, data: bytes) -> list[str]:
+        return summary_lines(parse_module(data))
+
+    def validate(self, data: bytes, expect: Expectations) -> ValidationReport:
+        return validate_module(data, expect)
+
+
+FORMAT = ParticleModuleFormat()
+
+__all__ = ["FORMAT", "ParticleModuleFormat"]
