@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -32,6 +33,21 @@ RATIO_APPLIES_ABOVE = 1024 * 1024
 _READ_CHUNK = 64 * 1024
 _ALLOWED_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _UNIX = 3
+# What zipfile and zlib raise on malformed input (found by mutating real bundles): all mean "corrupt".
+_ZIP_PARSE_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    KeyError,
+    IndexError,
+    OverflowError,
+)
 _MEMBER_MODE = 0o100644
 
 
@@ -188,7 +204,7 @@ def read_member(zf: zipfile.ZipFile, member: Member) -> bytes:
                 if got > member.size:
                     raise MemberUnreadable(f"{member.name}: decompresses to more than its listed size")
                 chunks.append(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as exc:
+    except _ZIP_PARSE_ERRORS as exc:
         raise MemberUnreadable(f"{member.name}: stored data is corrupt ({exc})") from None
     if got != member.size:
         raise MemberUnreadable(f"{member.name}: holds {got} bytes, not the {member.size} listed")
@@ -198,7 +214,7 @@ def read_member(zf: zipfile.ZipFile, member: Member) -> bytes:
 def open_zip(source: bytes | BinaryIO, *, name: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+    except _ZIP_PARSE_ERRORS as exc:
         raise FormatError(f"not a release bundle (not a readable zip: {exc})", file=name) from None
 
 
