@@ -1,0 +1,34 @@
+"""Reading ``--since WHEN``: an ISO date or date-time (local time unless it names a zone) or an age
+such as ``90s``, ``15m``, ``2h``, ``3d``, ``1w``."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, tzinfo
+
+from station.errors import InputError
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+MAX_AGE_SECONDS = 100 * 365 * 86400.0
+
+
+def parse_since(text: str, *, now: float, tz: tzinfo | None = None) -> float:
+    """The unix time ``text`` names; ``tz`` is the zone of a time without one (default: local)."""
+    value = text.strip()
+    age = _AGE.fullmatch(value.lower())
+    if age:
+        seconds = float(age.group(1)) * _UNIT_SECONDS[age.group(2)]
+        if seconds > MAX_AGE_SECONDS:
+            raise InputError(f"--since {text!r} reaches back more than a century")
+        return now - seconds
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            f"--since {text!r} is neither a date nor an age",
+            hint="use e.g. 2h, 3d, 2026-11-26 or 2026-11-26T08:00",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz) if tz is not None else when.astimezone()
+    return when.timestamp()
