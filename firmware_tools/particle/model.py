@@ -216,6 +216,8 @@ class ParticleModule:
     inner: tuple[ParticleModule, ...] = ()
     # Why the inner module(s) of a compressed or combined file could not be read, if so.
     inner_error: str | None = None
+    # How ``inner`` was obtained: "combined" (split), "compressed" (inflated) or None (plain module).
+    container: str | None = None
 
     @property
     def crc_ok(self) -> bool:

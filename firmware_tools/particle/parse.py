@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from dataclasses import replace
 
 from firmware_tools.errors import FormatError
 from firmware_tools.particle.constants import SCORING_PLATFORMS
@@ -197,7 +198,7 @@ def parse_module(data: bytes, *, name: str | None = None) -> ParticleModule:
     return _parse(bytes(data), name, 0)
 
 
-def _parse(data: bytes, name: str | None, depth: int) -> ParticleModule:
+def _parse(data: bytes, name: str | None, depth: int, *, in_combined: bool = False) -> ParticleModule:
     n = len(data)
     if n == 0:
         raise FormatError("file is empty", file=name)
@@ -239,22 +240,20 @@ def _parse(data: bytes, name: str | None, depth: int) -> ParticleModule:
         return module
     inner: tuple[ParticleModule, ...] = ()
     inner_error: str | None = None
+    container: str | None = None
     try:
-        if module.is_combined:
-            inner = tuple(_parse(part, name, depth + 1) for part in split_combined(data, name=name))
+        if module.is_combined and not in_combined:
+            container = "combined"
+            parts = split_combined(data, name=name)
+            inner = tuple(_parse(part, name, depth + 1, in_combined=True) for part in parts)
         elif module.is_compressed:
+            container = "compressed"
             inner = (_parse(decompress_module(data, name=name), name, depth + 1),)
     except FormatError as exc:
         inner_error = exc.message if exc.offset is None else f"at offset {exc.offset:#x}: {exc.message}"
-    if inner or inner_error:
-        module = _with_inner(module, inner, inner_error)
+    if container is not None:
+        module = replace(module, inner=inner, inner_error=inner_error, container=container)
     return module
-
-
-def _with_inner(module: ParticleModule, inner: tuple[ParticleModule, ...], error: str | None) -> ParticleModule:
-    from dataclasses import replace
-
-    return replace(module, inner=inner, inner_error=error)
 
 
 def split_combined(data: bytes, *, name: str | None = None) -> list[bytes]:

@@ -201,7 +201,7 @@ def summary_lines(module: ParticleModule, indent: str = " ") -> list[str]:
         lines.append(f"Security mode: {mode}")
     out = [indent + line for line in lines]
     for i, inner in enumerate(module.inner):
-        kind = "Combined module" if module.is_combined else "Decompressed module"
+        kind = "Combined module" if module.container == "combined" else "Decompressed module"
         out.append(f"{indent}{kind} {i + 1} of {len(module.inner)}:")
         out.extend(summary_lines(inner, indent + "   "))
     if module.inner_error is not None:

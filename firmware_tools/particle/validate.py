@@ -21,7 +21,7 @@ def validate_module(data: bytes, expect: Expectations, *, name: str | None = Non
 
 def module_checks(module: ParticleModule, expect: Expectations, *, prefix: str = "") -> list[Check]:
     """The checks of one parsed module; a combined file is judged module by module."""
-    if module.is_combined:
+    if module.container == "combined":
         return _combined_checks(module, expect, prefix)
     checks = [
         _crc(module),
@@ -32,7 +32,7 @@ def module_checks(module: ParticleModule, expect: Expectations, *, prefix: str =
         _function(module),
         _dependencies(module),
     ]
-    if module.is_compressed:
+    if module.container == "compressed":
         checks.append(_inner(module))
     checks.extend(_expectations(module, expect, products=True))
     checks = [_named(c, prefix) for c in checks]
@@ -53,11 +53,17 @@ def _combined_checks(module: ParticleModule, expect: Expectations, prefix: str) 
         wants_product = inner.function == ModuleFunction.USER_PART
         own.extend(_named(c, f"{prefix}module[{i}].") for c in _expectations(inner, expect, products=wants_product))
         checks.extend(own)
+    has_app = any(inner.function == ModuleFunction.USER_PART for inner in module.inner)
+    if not has_app:
+        for label, wanted in (("product-id", expect.product_id), ("product-version", expect.product_version)):
+            if wanted is not None:
+                reason = f"no application module in the combined file carries a {label.replace('-', ' ')}"
+                checks.append(_named(Check(f"expected-{label}", False, reason), prefix))
     return checks
 
 
 def _inner(module: ParticleModule) -> Check:
-    kind = "combined" if module.is_combined else "compressed"
+    kind = module.container or "plain"
     if module.inner_error is not None:
         return Check("inner", False, f"{kind} module cannot be unpacked: {module.inner_error}")
     if not module.inner:

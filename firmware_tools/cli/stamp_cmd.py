@@ -1,0 +1,78 @@
+"""``fwtool set-product``: write product id and version into a Particle module, re-sealed, atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from firmware_tools.errors import FirmwareError
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def write_firmware(path: Path, data: bytes, *, container: str, address: int | None) -> None:
+    """Write ``data`` as the input was stored: raw, or Intel HEX at ``address``."""
+    from firmware_tools.fileio import write_atomic
+
+    if container == "ihex":
+        from firmware_tools.ihex import bin_to_hex
+
+        data = bin_to_hex(data, address or 0)
+    write_atomic(path, data)
+
+
+@click.command("set-product")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--product-id", type=click.IntRange(0, 0xFFFF), required=True, help="Product id to write.")
+@click.option("--product-version", type=click.IntRange(0, 0xFFFF), required=True, help="Product version to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Where to write.")
+@click.option("--in-place", is_flag=True, help="Overwrite FILE itself.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def set_product(
+    file: Path, product_id: int, product_version: int, output: Path | None, in_place: bool, as_json: bool
+) -> None:
+    """Set PRODUCT_ID / PRODUCT_VERSION of a Particle module FILE (.bin or Intel HEX) and re-seal it.
+
+    The SHA-256 and CRC-32 are recomputed; the output is written atomically, in FILE's container.
+    """
+    from firmware_tools.formats import read_firmware
+    from firmware_tools.particle import parse_module, stamp_product
+
+    if in_place == (output is not None):
+        raise click.UsageError("give exactly one of -o OUT or --in-place")
+    target = file if in_place else output
+    assert target is not None
+    if not in_place and same_file(file, target):
+        raise FirmwareError("refusing to overwrite the input", file=str(target), hint="pass --in-place to mean it")
+    firmware = read_firmware(file)
+    before = parse_module(firmware.data, name=str(file)).suffix
+    stamped = stamp_product(firmware.data, product_id=product_id, product_version=product_version, name=str(file))
+    after = parse_module(stamped, name=str(target))
+    if (after.suffix.product_id, after.suffix.product_version) != (product_id, product_version) or not after.crc_ok:
+        raise FirmwareError("stamped module does not read back as written; nothing was written", file=str(file))
+    write_firmware(target, stamped, container=firmware.container, address=firmware.base_address)
+    if as_json:
+        record = {
+            "file": str(file),
+            "output": str(target),
+            "product_id": product_id,
+            "product_version": product_version,
+            "previous_product_id": before.product_id,
+            "previous_product_version": before.product_version,
+            "sha256": after.suffix.sha256.hex(),
+            "crc32": f"{after.crc32_stored:08x}",
+        }
+        click.echo(json.dumps(record, indent=2))
+    else:
+        click.echo(
+            f"wrote {target}: product id {product_id}, version {product_version} "
+            f"(was {before.product_id}/{before.product_version}), CRC {after.crc32_stored:08x}"
+        )

@@ -1,0 +1,90 @@
+"""``fwtool validate``: named checks on firmware files, exit 0 all pass / 1 a check failed / 2 unusable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from firmware_tools.checks import Check, Expectations
+from firmware_tools.errors import FirmwareError
+
+_MARK = {True: "ok  ", False: "FAIL", None: "n/a "}
+
+
+def _platform(value: str | None) -> int | None:
+    if value is None:
+        return None
+    from firmware_tools.particle.constants import platform_id_from
+
+    return platform_id_from(value)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--platform", help="Expected Particle platform, by name (argon) or id (12).")
+@click.option("--product-id", type=click.IntRange(0, 0xFFFF), help="Expected product id.")
+@click.option("--product-version", type=click.IntRange(0, 0xFFFF), help="Expected product version.")
+@click.option("--chip", help="Expected ESP chip (esp32, esp32c3, ...).")
+@click.option("--version", "app_version", help="Expected ESP app version string.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+@click.pass_context
+def validate(
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    platform: str | None,
+    product_id: int | None,
+    product_version: int | None,
+    chip: str | None,
+    app_version: str | None,
+    as_json: bool,
+) -> None:
+    """Check each FILE: checksums, size, known platform and kind, dependencies, and what you expect.
+
+    Exit 0 when every check passes, 1 when any check fails, 2 when a file is not usable firmware.
+    """
+    from firmware_tools.formats import detect, read_firmware
+
+    expect = Expectations(
+        platform=_platform(platform),
+        product_id=product_id,
+        product_version=product_version,
+        chip=chip,
+        version=app_version,
+    )
+    worst = 0
+    records: list[dict[str, object]] = []
+    for path in files:
+        try:
+            firmware = read_firmware(path)
+            fmt = detect(firmware.data, name=str(path))
+            try:
+                report = fmt.validate(firmware.data, expect)
+            except FirmwareError as exc:
+                raise exc.with_file(str(path)) from None
+        except FirmwareError as exc:
+            worst = 2
+            exc.with_file(str(path))
+            if as_json:
+                records.append({"file": str(path), "error": exc.one_line()})
+            else:
+                click.echo(f"fwtool: error: {exc.one_line()}", err=True)
+            continue
+        if not report.ok:
+            worst = max(worst, 1)
+        if as_json:
+            records.append({"file": str(path), "format": fmt.name, "ok": report.ok, "checks": report.to_json()})
+        else:
+            _print_report(path, fmt.name, report.ok, report.checks, report.failed)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+    if worst:
+        ctx.exit(worst)
+
+
+def _print_report(path: Path, format_name: str, ok: bool, checks: tuple[Check, ...], failed: tuple[Check, ...]) -> None:
+    verdict = "OK" if ok else "FAILED: " + ", ".join(c.name for c in failed)
+    click.echo(f"{path} ({format_name}): {verdict}")
+    for check in checks:
+        click.echo(f"  {_MARK[check.ok]} {check.name}: {check.reason}")
