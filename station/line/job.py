@@ -19,6 +19,7 @@ from station.errors import Reason, StationError, WrongTarget
 from station.line.events import Event, EventSink, Failed, Identified, Passed, ProgressEvent, Recorded
 from station.line.plan import JobPlan
 from station.profile import LineMode, VerifyPolicy
+from station.store.models import AttemptResult, RunContext, Slot
 
 # At most this many progress events per second per slot reach the sinks (MES and screens need no more).
 PROGRESS_EVENTS_PER_SECOND = 4
@@ -27,22 +28,23 @@ T = TypeVar("T")
 
 
 class AttemptRecorder(Protocol):
-    """What the job needs from the registry; every call is one committed transition."""
+    """What the job needs from the registry (station.store.Registry); each call is one committed transition."""
 
-    def start_attempt(self, *, slot: str, label: str, plan: JobPlan) -> int: ...
+    def start_attempt(self, slot: Slot, context: RunContext) -> int: ...
 
-    def identified(self, attempt_id: int, *, device_id: str, platform: str) -> None: ...
+    def record_phase(self, attempt_id: int, phase: str) -> None: ...
 
-    def phase_done(self, attempt_id: int, *, phase: str, seconds: float) -> None: ...
+    def identify(self, attempt_id: int, device_id: str, platform: str) -> str: ...
 
-    def finish(
+    def finish_attempt(
         self,
         attempt_id: int,
+        result: AttemptResult | str,
+        error_code: str | None = None,
+        error_message: str | None = None,
         *,
-        passed: bool,
-        reason: str | None,
-        message: str | None,
-        enqueue_product: str | None,
+        enqueue_product: str | None = None,
+        group: str | None = None,
     ) -> None: ...
 
 
@@ -110,17 +112,17 @@ def run_job(
 ) -> JobResult | None:
     """Take one device through the line. Returns None when the runner abandoned it (timeout)."""
     started = ctx.monotonic()
-    attempt_id = recorder.start_attempt(slot=ctx.slot, label=ctx.label, plan=plan)
+    attempt_id = recorder.start_attempt(Slot(ctx.slot, ctx.label), plan.run_context())
     ctx.attempt_id = attempt_id
     identity: DeviceIdentity | None = None
     phases: dict[str, float] = {}
     throttle = _Throttle(ctx.monotonic)
 
     def timed(phase: Phase, action: Callable[[], T]) -> T:
+        recorder.record_phase(attempt_id, phase.value)
         t0 = ctx.monotonic()
         result = action()
         phases[phase.value] = phases.get(phase.value, 0.0) + ctx.monotonic() - t0
-        recorder.phase_done(attempt_id, phase=phase.value, seconds=phases[phase.value])
         return result
 
     def on_progress(p: Progress) -> None:
@@ -140,7 +142,7 @@ def run_job(
         device = timed(Phase.CONNECT, open_device)
         ctx.device = device
         identity = timed(Phase.IDENTIFY, device.identify)
-        recorder.identified(attempt_id, device_id=identity.device_id, platform=identity.platform)
+        recorder.identify(attempt_id, identity.device_id, identity.platform)
         ctx.event(Identified, device_id=identity.device_id, platform=identity.platform)
         why = plan.target.mismatch(description.family, identity)
         if why is not None:
@@ -201,12 +203,13 @@ def finish_job(
         if ctx.finished:
             return None
         ctx.finished = True
-    recorder.finish(
+    recorder.finish_attempt(
         outcome.attempt_id,
-        passed=outcome.passed,
-        reason=outcome.reason.value if outcome.reason else None,
-        message=None if outcome.passed else outcome.message,
+        AttemptResult.PASS if outcome.passed else AttemptResult.FAIL,
+        outcome.reason.value if outcome.reason else None,
+        None if outcome.passed else outcome.message,
         enqueue_product=plan.sync_product if outcome.passed else None,
+        group=plan.sync_group if outcome.passed else None,
     )
     if outcome.passed:
         assert outcome.device_id is not None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from station.devices.base import DeviceIdentity, Family, FlashImage
 from station.profile import LineMode, VerifyPolicy
+from station.store.models import ImageDigest, RunContext
 
 
 def _chip_key(name: str) -> str:
@@ -64,7 +65,20 @@ class JobPlan:
     job_timeout: float = 600.0
     operator: str | None = None
     product_id: int | None = None
-    product_version: str | None = None
+    product_version: int | None = None
     bundle_id: str | None = None
     bundle_sha256: str | None = None
     sync_product: str | None = None  # enqueue PASSes for this product's import, when cloud sync is on
+    sync_group: str | None = None  # the device group each import batch goes into
+
+    def run_context(self) -> RunContext:
+        """What the registry records with every attempt of this run."""
+        return RunContext(
+            station_id=self.station_id,
+            operator=self.operator,
+            bundle_id=self.bundle_id,
+            bundle_sha256=self.bundle_sha256,
+            product_id=self.product_id,
+            product_version=self.product_version,
+            images=tuple(ImageDigest(i.name, i.sha256) for i in self.images),
+        )

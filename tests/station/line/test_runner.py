@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from station.devices.base import (
     Device,
@@ -23,6 +24,7 @@ from station.errors import DeviceDisconnected
 from station.line.events import Event
 from station.line.plan import JobPlan, Target
 from station.line.runner import LineRunner
+from station.store import AttemptResult, Registry
 
 
 class MemoryDevice(Device):
@@ -70,35 +72,6 @@ class MemorySource:
         pass
 
 
-class MemoryRecorder:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.attempts: dict[int, dict[str, object]] = {}
-        self.enqueued: list[str] = []
-
-    def start_attempt(self, *, slot: str, label: str, plan: JobPlan) -> int:
-        with self.lock:
-            attempt_id = len(self.attempts) + 1
-            self.attempts[attempt_id] = {"slot": slot, "label": label, "result": "running"}
-            return attempt_id
-
-    def identified(self, attempt_id: int, *, device_id: str, platform: str) -> None:
-        with self.lock:
-            self.attempts[attempt_id]["device_id"] = device_id
-
-    def phase_done(self, attempt_id: int, *, phase: str, seconds: float) -> None:
-        pass
-
-    def finish(
-        self, attempt_id: int, *, passed: bool, reason: str | None, message: str | None, enqueue_product: str | None
-    ) -> None:
-        with self.lock:
-            assert self.attempts[attempt_id]["result"] == "running", "an attempt was finished twice"
-            self.attempts[attempt_id].update(result="pass" if passed else "fail", reason=reason, message=message)
-            if enqueue_product:
-                self.enqueued.append(str(self.attempts[attempt_id]["device_id"]))
-
-
 def _plan(timeout: float = 5.0) -> JobPlan:
     image = FlashImage("app", bytes(range(256)) * 16, 0xD4000)
     target = Target(platform_id=12, platform_name="argon")
@@ -115,8 +88,23 @@ def _run_until(runner: LineRunner, done: Callable[[], bool], limit: float = 10.0
     raise AssertionError("line did not settle in time")
 
 
-def test_parallel_slots_each_get_their_own_outcome() -> None:
-    source, recorder, events = MemorySource(), MemoryRecorder(), []
+def _results(registry: Registry) -> dict[str, list[tuple[str, str | None, str | None]]]:
+    by_slot: dict[str, list[tuple[str, str | None, str | None]]] = {}
+    for a in registry.history():
+        by_slot.setdefault(a.slot.port_path, []).append((a.result.value, a.error_code, a.error_message))
+    return by_slot
+
+
+def _finished(registry: Registry, n: int) -> bool:
+    return sum(1 for a in registry.history() if a.result is not AttemptResult.RUNNING) >= n
+
+
+def _enqueued(registry: Registry) -> list[str]:
+    return sorted(e.device_id for e in registry.outbox.entries())
+
+
+def test_parallel_slots_each_get_their_own_outcome(tmp_path: Path) -> None:
+    source, recorder, events = MemorySource(), Registry(tmp_path / "station.db"), []
     lock = threading.Lock()
 
     def sink(e: Event) -> None:
@@ -130,16 +118,16 @@ def test_parallel_slots_each_get_their_own_outcome() -> None:
         "1-1.4": MemoryDevice("1-1.4", "d" * 24, behaviour="hang"),
     }
     runner = LineRunner([source], _plan(timeout=0.5), recorder, sink, label=lambda s: "A" + s[-1], poll_interval=0.01)
-    _run_until(runner, lambda: runner.running() == 0 and len(recorder.attempts) == 4)
+    _run_until(runner, lambda: runner.running() == 0 and _finished(recorder, 4))
     runner.drain()
 
-    results = {a["slot"]: a for a in recorder.attempts.values()}
-    assert results["1-1.1"]["result"] == "pass"
-    assert results["1-1.2"]["reason"] == "wrong-target"
-    assert "photon" in str(results["1-1.2"]["message"])
-    assert results["1-1.3"]["reason"] == "disconnected"
-    assert results["1-1.4"]["reason"] == "timeout"
-    assert recorder.enqueued == ["a" * 24]
+    results = _results(recorder)
+    assert results["1-1.1"] == [("pass", None, None)]
+    assert results["1-1.2"][0][:2] == ("fail", "wrong-target")
+    assert "photon" in str(results["1-1.2"][0][2])
+    assert results["1-1.3"][0][:2] == ("fail", "disconnected")
+    assert results["1-1.4"][0][:2] == ("fail", "timeout")
+    assert _enqueued(recorder) == ["a" * 24]
     # Nothing was written to the wrong-platform board.
     assert source.devices["1-1.2"].flash_memory == {}
     kinds = [(e["event"], e["slot"]) for e in events]
@@ -152,30 +140,32 @@ def test_parallel_slots_each_get_their_own_outcome() -> None:
     runner.poll()
     assert ("detached", "1-1.3") in [(e["event"], e["slot"]) for e in events]
     source.devices["1-1.3"] = MemoryDevice("1-1.3", "c" * 24)
-    _run_until(runner, lambda: sum(1 for a in recorder.attempts.values() if a["result"] == "pass") == 2)
+    _run_until(runner, lambda: _finished(recorder, 5))
     runner.drain()
-    assert recorder.enqueued == ["a" * 24, "c" * 24]
+    assert _results(recorder)["1-1.3"][-1] == ("pass", None, None)
+    assert _enqueued(recorder) == ["a" * 24, "c" * 24]
+    assert recorder.check_consistency() == ()
 
 
-def test_retry_key_reruns_a_failed_slot_only() -> None:
-    source, recorder = MemorySource(), MemoryRecorder()
+def test_retry_key_reruns_a_failed_slot_only(tmp_path: Path) -> None:
+    source, recorder = MemorySource(), Registry(tmp_path / "station.db")
     device = MemoryDevice("1-2", "e" * 24, behaviour="fail-mid-write")
     source.devices = {"1-2": device}
     runner = LineRunner([source], _plan(), recorder, lambda e: None, poll_interval=0.01)
-    _run_until(runner, lambda: runner.running() == 0 and len(recorder.attempts) == 1)
+    _run_until(runner, lambda: runner.running() == 0 and _finished(recorder, 1))
     runner.drain()
     device.behaviour = "ok"
     assert runner.retry("1-2")
     runner.drain()
-    assert [a["result"] for a in recorder.attempts.values()] == ["fail", "pass"]
+    assert [r[0] for r in _results(recorder)["1-2"]] == ["fail", "pass"]
     assert not runner.retry("1-2")  # a passed slot is not re-flashed by the retry key
 
 
-def test_progress_events_are_throttled() -> None:
-    source, recorder, events = MemorySource(), MemoryRecorder(), []
+def test_progress_events_are_throttled(tmp_path: Path) -> None:
+    source, recorder, events = MemorySource(), Registry(tmp_path / "station.db"), []
     source.devices = {"1-3": MemoryDevice("1-3", "f" * 24)}
     runner = LineRunner([source], _plan(), recorder, lambda e: events.append(e.to_json()), poll_interval=0.01)
-    _run_until(runner, lambda: runner.running() == 0 and len(recorder.attempts) == 1)
+    _run_until(runner, lambda: runner.running() == 0 and _finished(recorder, 1))
     runner.drain()
     progress = [e for e in events if e["event"] == "progress"]
     # 17 progress callbacks in well under a second: the first and the last get through, not all.
