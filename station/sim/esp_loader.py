@@ -1,0 +1,306 @@
+"""A simulated ESP32 / ESP32-S3 / ESP32-C3 in UART download mode, served where esptool can reach it.
+
+``SimulatedEsp`` holds the chip (flash, eFuse MAC) and serves its ROM loader and flasher stub on a
+TCP port (pyserial ``socket://`` URL) or a pseudo-terminal. Over TCP each new connection is a fresh
+boot into the ROM loader (the way esptool's reconnect treats a re-plugged board); the flash persists.
+A pty has no reset line, so its boot lasts until ``reset()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import select
+import socket
+import threading
+import tty
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from types import TracebackType
+
+from station.sim.esp_chips import ChipProfile, chip_profile, parse_mac, random_mac
+from station.sim.esp_flash import SECTOR_SIZE, W25Q32_SPEC, NorFlash
+from station.sim.esp_session import (
+    COMMAND_LATENCY,
+    DATA_HEADER,
+    REQUEST_HEADER,
+    ROM_BAUD,
+    EspChip,
+    LoaderSession,
+    UnsupportedReply,
+)
+from station.sim.faults import FaultPlan
+from station.sim.timing import FlashSpec, TimingModel
+
+_POLL_SECONDS = 0.1
+_RECV_BYTES = 65536
+# What esptool 5.6 uploads as the ESP32 flasher stub (text + data), for the lower bound.
+STUB_UPLOAD_BYTES = 6456 + 212
+ROM_BLOCK = 0x400
+STUB_BLOCK = 0x4000
+
+
+class SimulatedEsp:
+    """One simulated ESP chip. Start it with ``serve_tcp`` or ``serve_pty``; ``stop`` ends it."""
+
+    def __init__(
+        self,
+        chip: str = "esp32",
+        mac: str | None = None,
+        *,
+        timing: TimingModel | None = None,
+        faults: FaultPlan | None = None,
+        flash_size: int = 4 * 1024 * 1024,
+        unsupported_reply: UnsupportedReply | str = UnsupportedReply.ROM,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.profile: ChipProfile = chip_profile(chip)
+        mac_bytes = parse_mac(mac) if mac is not None else random_mac(self.profile, rng or random.Random())
+        self.timing = timing if timing is not None else TimingModel(enabled=False)
+        self.faults = faults if faults is not None else FaultPlan()
+        self.unsupported_reply = UnsupportedReply(unsupported_reply)
+        self.flash = NorFlash(flash_size, timing=self.timing)
+        self.chip = EspChip(self.profile, mac_bytes, self.flash)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._listener: socket.socket | None = None
+        self._conn: socket.socket | None = None
+        self._pty: tuple[int, int] | None = None
+        self._session: LoaderSession | None = None
+        self.url: str | None = None
+
+    # ---- what the chip is ---------------------------------------------------------------------
+
+    @property
+    def chip_name(self) -> str:
+        return self.profile.name
+
+    @property
+    def mac(self) -> str:
+        return ":".join(f"{b:02x}" for b in self.chip.mac)
+
+    @property
+    def device_id(self) -> str:
+        """The MAC as 12 lower-case hex digits, as ``EspDevice.identify`` reports it."""
+        return self.chip.mac.hex()
+
+    @property
+    def commands(self) -> Counter[str]:
+        """How many of each loader command the chip has received, by name (``FLASH_DEFL_DATA`` ...)."""
+        return self.chip.commands
+
+    @property
+    def app_started(self) -> int:
+        return self.chip.app_started
+
+    def read_flash(self, address: int = 0, size: int | None = None) -> bytes:
+        """The flash contents, as a logic analyser on the SPI bus would read them."""
+        return self.flash.read(address, self.flash.size - address if size is None else size)
+
+    def _new_session(self) -> LoaderSession:
+        return LoaderSession(self.chip, faults=self.faults, timing=self.timing, unsupported=self.unsupported_reply)
+
+    def reset(self) -> None:
+        """Press EN with IO0 held low: the chip reboots into the ROM loader (used by the pty)."""
+        with self._lock:
+            self._session = self._new_session()
+
+    # ---- TCP ----------------------------------------------------------------------------------
+
+    def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on ``host:port`` (0 = any free port); returns the ``socket://`` URL for pyserial."""
+        if self._listener is not None or self._pty is not None:
+            raise RuntimeError("this simulated ESP is already being served")
+        listener = socket.create_server((host, port))
+        listener.settimeout(_POLL_SECONDS)
+        self._listener = listener
+        bound_host, bound_port = listener.getsockname()[:2]
+        self.url = f"socket://{bound_host}:{bound_port}"
+        self._spawn(self._accept_loop, "accept")
+        return self.url
+
+    def _spawn(self, target: object, what: str) -> None:
+        thread = threading.Thread(
+            target=target,  # type: ignore[arg-type]
+            name=f"sim-{self.profile.key}-{self.device_id}-{what}",
+            daemon=True,
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                # One UART: a new connection replaces the old one, as re-opening a port does.
+                if self._conn is not None:
+                    with contextlib.suppress(OSError):
+                        self._conn.close()
+                self._conn = conn
+            self._spawn(lambda c=conn: self._serve_connection(c), "conn")
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        session = self._new_session()
+        conn.settimeout(_POLL_SECONDS)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = conn.recv(_RECV_BYTES)
+                except TimeoutError:
+                    continue
+                if not data:
+                    return
+                out = session.receive(data)
+                if out.data:
+                    conn.sendall(bytes(out.data))
+                if out.close:
+                    return
+        except OSError:
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+            with self._lock:
+                if self._conn is conn:
+                    self._conn = None
+
+    # ---- pty ----------------------------------------------------------------------------------
+
+    def serve_pty(self) -> str:
+        """Create a pseudo-terminal and serve on it; returns the ``/dev/pts/N`` path to open."""
+        if self._listener is not None or self._pty is not None:
+            raise RuntimeError("this simulated ESP is already being served")
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        # Holding the slave open keeps the master readable between clients instead of failing EIO.
+        self._pty = (master, slave)
+        self._session = self._new_session()
+        self.url = os.ttyname(slave)
+        self._spawn(self._pty_loop, "pty")
+        return self.url
+
+    def _pty_loop(self) -> None:
+        assert self._pty is not None
+        master = self._pty[0]
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([master], [], [], _POLL_SECONDS)
+                if not ready:
+                    continue
+                data = os.read(master, _RECV_BYTES)
+            except OSError:
+                return
+            with self._lock:
+                session = self._session
+            assert session is not None
+            out = session.receive(data)
+            try:
+                if out.data:
+                    os.write(master, bytes(out.data))
+            except OSError:
+                return
+            if out.close:
+                # The device vanished: the pty goes away for good, as a USB adapter would.
+                self._close_pty()
+                return
+
+    def _close_pty(self) -> None:
+        with self._lock:
+            fds, self._pty = self._pty, None
+        if fds is not None:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    # ---- life ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop serving and wait for the serving threads; safe to call twice."""
+        self._stop.set()
+        with self._lock:
+            listener, self._listener = self._listener, None
+            conn, self._conn = self._conn, None
+        for sock in (listener, conn):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2)
+        self._close_pty()
+
+    def __enter__(self) -> SimulatedEsp:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---- timing -------------------------------------------------------------------------------
+
+    def lower_bound(
+        self,
+        images: Sequence[tuple[int, bytes]],
+        *,
+        baud: int = 921600,
+        stub: bool = True,
+        compress: bool = True,
+    ) -> float:
+        """Seconds this chip's timing model needs at least to write and MD5-check ``images``."""
+        return lower_bound(images, baud=baud, stub=stub, compress=compress, spec=W25Q32_SPEC)
+
+
+def _wire_bytes(payload: int) -> int:
+    """SLIP frame bytes for a request of ``payload`` data bytes, escapes ignored (a lower bound)."""
+    return payload + REQUEST_HEADER.size + 2
+
+
+def lower_bound(
+    images: Sequence[tuple[int, bytes]],
+    *,
+    baud: int = 921600,
+    stub: bool = True,
+    compress: bool = True,
+    spec: FlashSpec = W25Q32_SPEC,
+    latency: float = COMMAND_LATENCY,
+) -> float:
+    """The least time the ESP timing model allows for a write + MD5 job, ignoring sync and register traffic.
+
+    Counts: the stub upload at the ROM's 115200 baud (when ``stub``), each image's bytes on the wire
+    at ``baud`` (zlib level 9 when ``compress``, as esptool sends them) with one command latency per
+    block, erasing every 4 KiB sector it covers, and programming its bytes.
+    """
+    total = 0.0
+    if stub:
+        blocks = -(-STUB_UPLOAD_BYTES // 0x1800)
+        total += _wire_bytes(STUB_UPLOAD_BYTES + blocks * DATA_HEADER.size) * 10 / ROM_BAUD
+        total += (blocks + 3) * latency
+    block = STUB_BLOCK if stub else ROM_BLOCK
+    for address, data in images:
+        if not data:
+            continue
+        payload = len(zlib.compress(data, 9)) if compress else len(data)
+        if not compress:
+            payload = -(-payload // block) * block
+        blocks = -(-payload // block)
+        total += _wire_bytes(payload + blocks * DATA_HEADER.size) * 10 / baud
+        total += (blocks + 2) * latency  # the blocks, BEGIN and MD5
+        first = address // SECTOR_SIZE
+        last = (address + len(data) - 1) // SECTOR_SIZE
+        total += spec.erase_cost(last - first + 1) + spec.program_cost(len(data))
+    return total
