@@ -4,7 +4,7 @@ such as ``90s``, ``15m``, ``2h``, ``3d``, ``1w``."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from station.errors import InputError
 
@@ -32,3 +32,17 @@ def parse_since(text: str, *, now: float, tz: tzinfo | None = None) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz) if tz is not None else when.astimezone()
     return when.timestamp()
+
+
+def iso_utc(timestamp: float | None) -> str | None:
+    """A unix time as ISO 8601 in UTC with milliseconds, e.g. ``2026-11-26T07:19:22.123Z``."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def local_time(timestamp: float | None, tz: tzinfo | None = None) -> str:
+    """A unix time for people: ``2026-11-26 08:19:22`` in ``tz`` (default: local)."""
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, tz).strftime("%Y-%m-%d %H:%M:%S")
