@@ -1,0 +1,167 @@
+"""What a bundle records about each image, read from the image itself, and the checks it must pass.
+
+The release writer and the verifier both call ``describe_image``, so what is signed and what is
+checked are derived by one piece of code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from firmware_tools.bundle.manifest import (
+    PARTICLE_KIND_BY_FUNCTION,
+    EspFacts,
+    Family,
+    ImageKind,
+    ParticleFacts,
+    Target,
+)
+from firmware_tools.checks import Check, Expectations
+from firmware_tools.errors import FormatError, UnsupportedError
+
+# Kinds the station can put on a board from a bundle. Assets, settings and resources travel other
+# ways (OTA, the device itself), so a release refuses them rather than ship what cannot be flashed.
+FLASHABLE_KINDS = frozenset(
+    {
+        ImageKind.BOOTLOADER,
+        ImageKind.RADIO_STACK,
+        ImageKind.NCP_FIRMWARE,
+        ImageKind.MONO_FIRMWARE,
+        ImageKind.SYSTEM_PART,
+        ImageKind.USER_PART,
+        ImageKind.ESP_BOOTLOADER,
+        ImageKind.ESP_APP,
+    }
+)
+
+# Where each chip's ROM looks for the second-stage bootloader (reference esp-app-image.md §3); used
+# to tell a bootloader without a descriptor (older ESP-IDF) from an app.
+_ESP_BOOTLOADER_OFFSET = {"esp32": 0x1000, "esp32s2": 0x1000, "esp32p4": 0x2000, "esp32c5": 0x2000, "esp32s31": 0x2000}
+# ESP flash is erased in 4 KiB sectors; an image that does not start on one would erase its neighbour.
+ESP_SECTOR = 0x1000
+
+
+def esp_bootloader_offset(chip_key: str) -> int:
+    return _ESP_BOOTLOADER_OFFSET.get(chip_key, 0)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """One image as the bundle sees it: what it is, where it goes, what it says, and its own checks."""
+
+    kind: ImageKind
+    address: int
+    target: Target
+    particle: ParticleFacts | None
+    esp: EspFacts | None
+    checks: tuple[Check, ...]
+    # Particle: what the product id field means ("absent", "unset", "platform-id", "product-id").
+    product_field: str | None = None
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.ok is False)
+
+
+def _particle_kind(function: int, name: str | None) -> ImageKind:
+    kind = PARTICLE_KIND_BY_FUNCTION.get(function)
+    if kind is None:
+        raise FormatError(f"module function {function} is not a kind of module a device runs", file=name)
+    return kind
+
+
+def describe_particle(data: bytes, *, name: str | None, expect: Expectations) -> ImageFacts:
+    """Facts and checks of a Particle module (FormatError when it is not one)."""
+    from firmware_tools.particle import parse_module, platform_name
+    from firmware_tools.particle.validate import module_checks
+
+    module = parse_module(data, name=name)
+    if module.is_combined or module.is_compressed:
+        what = "combined" if module.is_combined else "compressed"
+        raise UnsupportedError(
+            f"a {what} module cannot go into a bundle: the station flashes plain modules one by one",
+            file=name,
+            hint="give the plain modules instead",
+        )
+    kind = _particle_kind(int(module.function), name)
+    p, s = module.prefix, module.suffix
+    target = Target(
+        Family.PARTICLE,
+        platform_id=p.platform_id,
+        platform_name=platform_name(p.platform_id) or f"platform-{p.platform_id}",
+    )
+    facts = ParticleFacts(
+        module_function=kind,
+        module_index=p.index,
+        module_version=p.module_version,
+        platform_id=p.platform_id,
+        product_id=s.product_id,
+        product_version=s.product_version,
+    )
+    checks = tuple(module_checks(module, expect))
+    return ImageFacts(kind, p.start_address, target, facts, None, checks, module.product_id_meaning)
+
+
+def describe_esp(data: bytes, *, name: str | None, address: int, expect: Expectations) -> ImageFacts:
+    """Facts and checks of an ESP app or bootloader image to be written at ``address``."""
+    from firmware_tools.esp import parse_esp_image
+    from firmware_tools.esp.validate import check_image
+
+    image = parse_esp_image(data, name=name)
+    if image.app is not None:
+        kind = ImageKind.ESP_APP
+    elif image.bootloader is not None or address == esp_bootloader_offset(image.chip_key):
+        kind = ImageKind.ESP_BOOTLOADER
+    else:
+        kind = ImageKind.ESP_APP
+    facts = EspFacts(
+        chip=image.chip_key,
+        chip_id=image.chip_id,
+        app_version=image.app.version if image.app is not None else None,
+        project_name=image.app.project_name if image.app is not None else None,
+    )
+    checks = list(check_image(image, expect).checks)
+    if address % ESP_SECTOR:
+        checks.append(Check("address", False, f"{address:#x} is not on a 4 KiB flash sector boundary"))
+    return ImageFacts(kind, address, Target(Family.ESP, chip=image.chip_key), None, facts, tuple(checks))
+
+
+def describe_image(
+    data: bytes, *, family: Family, name: str | None, address: int | None, expect: Expectations
+) -> ImageFacts:
+    """Facts of an image of ``family``; ESP images need the ``address`` they are flashed at."""
+    if family is Family.PARTICLE:
+        return describe_particle(data, name=name, expect=expect)
+    if address is None:
+        raise UnsupportedError("an ESP image needs the address it is flashed at", file=name, hint="give ADDRESS=FILE")
+    return describe_esp(data, name=name, address=address, expect=expect)
+
+
+def product_checks(facts: ImageFacts, *, product_id: int, product_version: int) -> tuple[Check, ...]:
+    """Whether an application module carries the release's product id and version.
+
+    Device OS 4 and later compile the platform id where the product id was (one binary may serve
+    several products), so there only the version can be compared.
+    """
+    p = facts.particle
+    if facts.kind is not ImageKind.USER_PART or p is None:
+        return ()
+    meaning = facts.product_field
+    if meaning == "absent" or p.product_id is None or p.product_version is None:
+        return (Check("product", False, "the application has no product id / version fields"),)
+    if meaning == "unset":
+        return (Check("product", False, "the application's product id and version are not set"),)
+    version = Check(
+        "product-version",
+        p.product_version == product_version,
+        f"product version {p.product_version}, release is {product_version}",
+    )
+    if meaning == "platform-id":
+        pid = Check(
+            "product-id",
+            True,
+            f"product id field holds the platform id {p.product_id} (Device OS >= 4 compiles in no product id)",
+        )
+    else:
+        pid = Check("product-id", p.product_id == product_id, f"product id {p.product_id}, release is {product_id}")
+    return (pid, version)
