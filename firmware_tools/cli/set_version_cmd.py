@@ -37,7 +37,7 @@ def set_version(file: Path, version: str, output: Path | None, in_place: bool, a
     if fmt.name == "esp-image":
         previous, updated = _set_esp(firmware.data, version, str(file))
         shown = version
-    elif fmt.name.startswith("particle"):
+    elif fmt.name == "particle-module":
         product_version = _product_version(version)
         previous, updated = _set_particle(firmware.data, product_version, str(file))
         shown = product_version

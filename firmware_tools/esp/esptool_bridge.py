@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from firmware_tools.errors import FormatError
 
+_log = logging.getLogger(__name__)
+# Redirecting sys.stdout is process-wide: two threads interleaving their redirects could leave
+# stdout pointing at a dead buffer, so esptool calls take turns.
+_STREAMS_LOCK = threading.Lock()
+
 
 @contextlib.contextmanager
-def quiet() -> Iterator[io.StringIO]:
-    """Capture anything esptool prints while loading or saving an image (its logger writes to stdout)."""
+def quiet() -> Iterator[None]:
+    """Capture what esptool prints while it loads or saves an image; passed on as debug logging only."""
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        yield sink
+    with _STREAMS_LOCK:
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                yield
+        finally:
+            if sink.getvalue().strip():
+                _log.debug("esptool said: %s", sink.getvalue().strip())
 
 
 def load_image(chip_key: str, data: bytes, *, name: str | None = None) -> Any:

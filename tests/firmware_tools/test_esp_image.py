@@ -194,3 +194,14 @@ def test_esptool_output_is_captured(capsys: pytest.CaptureFixture[str]) -> None:
         parse_esp_image(build_app_image()[:100])
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_parsing_from_many_threads_leaves_stdout_alone() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stdout, stderr = sys.stdout, sys.stderr
+    images = [build_app_image(chip=c.key, payload_size=256) for c in CHIPS]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parsed = list(pool.map(parse_esp_image, images * 4))
+    assert all(p.checksum_ok for p in parsed)
+    assert (sys.stdout, sys.stderr) == (stdout, stderr)
