@@ -55,7 +55,7 @@ def read_header(data: bytes, *, name: str | None = None) -> ImageHeader:
         raise FormatError(
             f"chip id {chip_id} in the extended header is not an ESP32-family chip esptool knows",
             file=name,
-            offset=layout.HEADER.size + 4,
+            offset=layout.CHIP_ID_OFFSET,
         )
     size_nibble, freq_nibble = size_freq >> 4, size_freq & 0x0F
     if size_nibble not in FLASH_SIZES:
@@ -66,7 +66,7 @@ def read_header(data: bytes, *, name: str | None = None) -> ImageHeader:
         raise FormatError(
             f"hash_appended byte is {hash_flag:#04x}; it must be 0 or 1",
             file=name,
-            offset=layout.IMAGE_HEADERS_SIZE - 1,
+            offset=layout.HASH_APPENDED_OFFSET,
         )
     return ImageHeader(
         chip=chip,
@@ -95,7 +95,7 @@ def sniff_score(data: bytes) -> int:
         if layout.IMAGE_HEADERS_SIZE + layout.SEGMENT_HEADER.size + length <= len(data):
             score += 20
     # Reserved extended-header bytes are zero in every image esptool and ESP-IDF write.
-    if data[19:23] == bytes(4):
+    if data[layout.EXTENDED_RESERVED] == bytes(4):
         score += 10
     return score
 

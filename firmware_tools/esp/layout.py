@@ -16,6 +16,9 @@ EXTENDED_HEADER = struct.Struct("<BBBBHBHH4sB")
 # load address, data length
 SEGMENT_HEADER = struct.Struct("<II")
 IMAGE_HEADERS_SIZE = HEADER.size + EXTENDED_HEADER.size  # 24: the first segment header starts here
+CHIP_ID_OFFSET = HEADER.size + 4
+EXTENDED_RESERVED = slice(HEADER.size + 11, HEADER.size + 15)
+HASH_APPENDED_OFFSET = IMAGE_HEADERS_SIZE - 1
 
 # The checksum byte is the last byte of a 16-byte block.
 CHECKSUM_ALIGN = 16

@@ -13,7 +13,7 @@ from firmware_tools.errors import FirmwareError, FormatError
 from firmware_tools.esp import build_app_image, parse_esp_image, set_app_version
 from firmware_tools.esp.chips import CHIPS
 from firmware_tools.esp.fwformat import FORMAT
-from firmware_tools.esp.layout import EXTENDED_HEADER, HEADER
+from firmware_tools.esp.layout import EXTENDED_HEADER, HASH_APPENDED_OFFSET, HEADER
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -104,9 +104,9 @@ def test_any_flipped_byte_of_the_sealed_image_is_caught(where: int, mask: int) -
     data = _image()
     image = parse_esp_image(data)
     pos = where % image.image_end
-    # Byte 23 says whether a hash follows: turning it off leaves a valid unhashed image (the
+    # This byte says whether a hash follows: turning it off leaves a valid unhashed image (the
     # hash is a corruption check, not a seal of its own presence).
-    if pos == 23:
+    if pos == HASH_APPENDED_OFFSET:
         return
     flipped = bytearray(data)
     flipped[pos] ^= mask
