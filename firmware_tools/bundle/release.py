@@ -33,8 +33,9 @@ from firmware_tools.bundle.manifest import (
     check_image_name,
     encode_manifest,
 )
+from firmware_tools.bundle.verify import verify_stream
 from firmware_tools.checks import Check, Expectations
-from firmware_tools.errors import CheckFailed, FormatError, UnsupportedError
+from firmware_tools.errors import CheckFailed, FirmwareError, FormatError, UnsupportedError
 from firmware_tools.fileio import write_atomic
 from firmware_tools.keys import SigningKey
 
@@ -237,6 +238,11 @@ def build_release(
         raise UnsupportedError(f"cannot make this release: {exc.message}") from None
     signature = key.sign(manifest_bytes)
     bundle = pack_bundle(manifest_bytes, signature, [(r.entry.name, r.data) for r in released], created_at)
+    # The writer and the verifier must never disagree: a bundle its own verifier rejects is not released.
+    readback = verify_stream(bundle, [key.public])
+    if not readback.ok:
+        failed = "; ".join(f"{c.name}: {c.reason}" for c in readback.failed)
+        raise FirmwareError(f"internal error: the bundle just made does not verify ({failed}); nothing was written")
     return Release(manifest, manifest_bytes, signature, tuple(released), bundle)
 
 

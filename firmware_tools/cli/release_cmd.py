@@ -1,0 +1,126 @@
+"""``fwtool release``: stamp, validate, order and sign images into one NAME.fwpkg release bundle."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from firmware_tools.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from firmware_tools.bundle import ReleaseInput
+
+_ADDRESS = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]+)=(.+)", re.DOTALL)
+
+
+def parse_image_argument(text: str) -> tuple[int | None, Path]:
+    """``FILE`` or ``ADDRESS=FILE`` (ADDRESS decimal or 0x hex) -> (address or None, path)."""
+    match = _ADDRESS.fullmatch(text)
+    if match is None:
+        return None, Path(text)
+    return int(match.group(1), 0), Path(match.group(2))
+
+
+def _load_inputs(images: tuple[str, ...]) -> list[ReleaseInput]:
+    from firmware_tools.bundle import ReleaseInput
+    from firmware_tools.formats import read_firmware
+
+    inputs: list[ReleaseInput] = []
+    for text in images:
+        address, path = parse_image_argument(text)
+        firmware = read_firmware(path)
+        name = path.name if firmware.container == "bin" else path.with_suffix(".bin").name
+        inputs.append(ReleaseInput(name, firmware.data, address))
+    return inputs
+
+
+def _passphrase(key_path: Path, passphrase_env: str | None) -> bytes | None:
+    from firmware_tools import keys
+
+    if passphrase_env:
+        return keys.read_passphrase_env(passphrase_env)
+    if keys.is_encrypted_private_key(key_path):
+        text = click.prompt(f"Passphrase for {key_path}", hide_input=True, err=True)
+        return str(text).encode()
+    return None
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE... | ADDRESS=IMAGE...")
+@click.option("--product-id", type=click.IntRange(1, 0x7FFFFFFF), required=True, help="The product's numeric id.")
+@click.option("--product-version", type=click.IntRange(0, 0xFFFF), required=True, help="The release's product version.")
+@click.option(
+    "--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="NAME.key to sign with."
+)
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Bundle to write (.fwpkg)."
+)
+@click.option("--name", "product_name", help="Product name recorded in the manifest.")
+@click.option("--notes", default="", help="Release notes recorded in the manifest.")
+@click.option("--passphrase-env", metavar="VAR", help="Read the key's passphrase from environment variable VAR.")
+@click.option("--allow-insecure-key", is_flag=True, help="Sign even if the key file is readable by group or others.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest written, as JSON.")
+def release(
+    images: tuple[str, ...],
+    product_id: int,
+    product_version: int,
+    key_path: Path,
+    out: Path,
+    product_name: str | None,
+    notes: str,
+    passphrase_env: str | None,
+    allow_insecure_key: bool,
+    as_json: bool,
+) -> None:
+    """Make a signed release bundle OUT from IMAGEs.
+
+    Particle modules are given as FILE: product id and version are stamped into the application
+    (or checked, where already set), and modules are ordered as they must be flashed (bootloader,
+    radio stack, system parts, application). ESP images are given as ADDRESS=FILE. Every image is
+    validated; if any check fails nothing is written and the exit code is 1.
+    """
+    from firmware_tools import keys
+    from firmware_tools.bundle import build_release, write_bundle
+
+    if out.suffix != ".fwpkg":
+        raise click.UsageError(f"the bundle name must end in .fwpkg: {out}")
+    # The key is checked (mode, passphrase) before any image is touched, so a refusal costs nothing.
+    if not allow_insecure_key:
+        keys.check_private_key_mode(key_path)
+    key = keys.load_signing_key(
+        key_path, passphrase=_passphrase(key_path, passphrase_env), allow_insecure=allow_insecure_key
+    )
+    if any(out.resolve() == parse_image_argument(t)[1].resolve() for t in images):
+        raise UnsupportedError("the bundle would overwrite one of its images", file=str(out))
+    result = build_release(
+        _load_inputs(images),
+        product_id=product_id,
+        product_version=product_version,
+        key=key,
+        product_name=product_name or f"product {product_id}",
+        notes=notes,
+    )
+    write_bundle(out, result)
+    if as_json:
+        from firmware_tools.bundle.manifest import manifest_json
+
+        record = {
+            "file": str(out),
+            "signer_key_id": key.key_id,
+            "stamped": [r.entry.name for r in result.images if r.stamped],
+            "manifest": manifest_json(result.manifest),
+        }
+        click.echo(json.dumps(record, indent=2))
+        return
+    m = result.manifest
+    target = m.target.platform_name if m.target.platform_name else m.target.chip
+    click.echo(
+        f"wrote {out}: product {m.product.id} version {m.product_version} for {target}, signed by key {key.key_id}"
+    )
+    for n, r in enumerate(result.images, 1):
+        note = " (product id and version stamped)" if r.stamped else ""
+        click.echo(f"  {n}. {r.entry.name}: {r.entry.kind.value} at {r.entry.address:#x}, {r.entry.size} bytes{note}")

@@ -1,0 +1,63 @@
+"""``fwtool verify``: exit 0 only when a bundle is signed by a trusted key and every image checks out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from firmware_tools.errors import FirmwareError
+
+_MARK = {True: "ok  ", False: "FAIL", None: "n/a "}
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-t",
+    "--trusted",
+    "trusted",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A trusted public key (NAME.pub); repeat for several.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every check as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="List every check, not only the failed ones.")
+@click.pass_context
+def verify(ctx: click.Context, bundle: Path, trusted: tuple[Path, ...], as_json: bool, verbose: bool) -> None:
+    """Verify release BUNDLE against trusted public keys.
+
+    Exit 0 only when the manifest's signature verifies with a trusted key, every member's hash
+    matches the manifest, nothing unlisted is in the bundle, and each image's own metadata matches
+    the manifest. Exit 1 naming each failed check; exit 2 when BUNDLE is not a bundle at all.
+    """
+    from firmware_tools.bundle import load_public_key, verify_bundle
+
+    try:
+        keys = [load_public_key(p) for p in trusted]
+        result = verify_bundle(bundle, keys)
+    except FirmwareError as exc:
+        if not as_json:
+            raise
+        exc.with_file(str(bundle))
+        click.echo(json.dumps({"file": str(bundle), "ok": False, "error": exc.one_line()}, indent=2))
+        ctx.exit(exc.exit_code)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        shown = result.checks if verbose else result.failed
+        for check in shown:
+            click.echo(f"{_MARK[check.ok]} {check.name}: {check.reason}")
+        if result.ok and result.manifest is not None:
+            m = result.manifest
+            signer = result.signer.key_id if result.signer is not None else "?"
+            click.echo(
+                f"{bundle}: verified, signed by trusted key {signer}: product {m.product.id} "
+                f"version {m.product_version}, {len(m.images)} image(s)"
+            )
+        else:
+            click.echo(f"{bundle}: FAILED verification ({len(result.failed)} check(s) failed)", err=True)
+    if not result.ok:
+        ctx.exit(1)
