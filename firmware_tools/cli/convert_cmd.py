@@ -49,7 +49,7 @@ def convert(source: Path, target: Path, address: str | None, as_json: bool) -> N
             try:
                 load_address = parse_module(firmware.data, name=str(source)).prefix.start_address
             except FirmwareError as exc:
-                exc.hint = exc.hint or "pass --address for a file that is not a Particle module"
+                exc.hint = "pass --address for a file that is not a Particle module"
                 exc.args = (exc.one_line(),)
                 raise
         out, kind, at = bin_to_hex(firmware.data, load_address), "ihex", load_address
