@@ -222,7 +222,7 @@ class ParticleCloud:
                 message,
                 status=status,
                 error_code=code,
-                hint="the access token is invalid or expired; retrying will not help: make a new one",
+                hint=f"the token is invalid or expired; retrying will not help: create one with the {scope} scope",
             )
         if status == 403 or (status == 400 and code == "unauthorized"):
             raise CloudAuthError(

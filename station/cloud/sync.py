@@ -1,0 +1,291 @@
+"""The sync worker: drains the outbox into the product, batch by batch, offline-first.
+
+A row changes state only after a parsed answer. Retryable failures (429, 5xx, timeouts, dropped
+connections, unreadable answers) count a try on the batch and back off; 401/403 and an unknown
+product stop the worker (no retry can help); a refused batch (400) is split in halves to find the
+IDs the cloud will not take, and those stay pending with the error, skipped for the rest of the run.
+Importing a device already in the product counts as synced, so resending after a lost answer or a
+crash never changes a result.
+"""
+
+from __future__ import annotations
+
+import logging
+import random as _random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from station.cloud.backoff import Backoff
+from station.cloud.client import ParticleCloud
+from station.cloud.errors import CloudAuthError, CloudError, CloudNotFound, CloudRejected, CloudRetryable
+from station.cloud.models import ImportOutcome
+from station.store.outbox import Outbox, OutboxState
+
+log = logging.getLogger("station.cloud.sync")
+
+# What `station sync` tolerates before it stops and leaves the rest for the next run.
+DEFAULT_MAX_FAILURES = 8
+
+_STATE_FOR: Mapping[ImportOutcome, tuple[OutboxState, str | None]] = {
+    ImportOutcome.UPDATED: (OutboxState.SYNCED, None),
+    ImportOutcome.EXISTING: (OutboxState.SYNCED, None),
+    ImportOutcome.INVALID: (
+        OutboxState.INVALID,
+        "the cloud calls this ID invalid: malformed, or a device of another platform",
+    ),
+    ImportOutcome.NONMEMBER: (
+        OutboxState.NEEDS_ATTENTION,
+        "claimed by an account outside the product team: have it unclaimed, then import it again",
+    ),
+    ImportOutcome.PROTECTED: (OutboxState.PROTECTED, "the cloud reports this device as protected"),
+}
+UNMENTIONED_ERROR = "the cloud's answer did not mention this ID; it stays pending"
+
+
+class SyncEventKind(StrEnum):
+    BATCH = "sync-batch"  # a batch was answered
+    RETRY = "sync-retry"  # a request failed and will be retried after `wait`
+    REJECTED = "sync-rejected"  # the cloud refused a batch (400)
+    STOPPED = "sync-stopped"  # the worker stopped: auth, unknown product, or gave up
+
+
+@dataclass(frozen=True)
+class SyncEvent:
+    """What the worker tells a line's event sinks. Carries no token (messages are the client's, redacted)."""
+
+    kind: SyncEventKind
+    product: str
+    devices: int  # devices in the batch concerned
+    outcomes: Mapping[str, int] = field(default_factory=dict)  # ImportOutcome value -> count
+    message: str = ""
+    wait: float | None = None
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What one drain did."""
+
+    product: str
+    requests: int = 0  # import requests sent
+    devices_sent: int = 0
+    outcomes: Mapping[ImportOutcome, int] = field(default_factory=dict)
+    failures: int = 0  # requests that got no parsed answer
+    rejected: tuple[str, ...] = ()  # IDs the cloud refused one by one (400); still pending
+    unmentioned: tuple[str, ...] = ()  # IDs an answer left out; still pending
+    stopped: str | None = None  # why the drain ended before the queue was empty
+    fatal: CloudError | None = None  # an auth / product error: no point retrying until fixed
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None and not self.rejected and not self.unmentioned
+
+
+@dataclass
+class _Tally:
+    requests: int = 0
+    devices_sent: int = 0
+    outcomes: Counter[ImportOutcome] = field(default_factory=Counter)
+    failures: int = 0
+    rejected: list[str] = field(default_factory=list)
+    unmentioned: list[str] = field(default_factory=list)
+
+
+class SyncWorker:
+    """Imports the outbox's pending devices for ``product`` through ``client``.
+
+    ``sleep``/``random`` are injectable; a background thread passes ``stop`` to ``drain`` so that a
+    backoff wait ends at once when the line shuts down.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: ParticleCloud,
+        *,
+        product: str,
+        batch_size: int = 500,
+        import_sims: bool = False,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = _random.random,
+        on_event: Callable[[SyncEvent], None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.outbox = outbox
+        self.client = client
+        self.product = product
+        self.batch_size = batch_size
+        self.import_sims = import_sims
+        self.backoff = backoff or Backoff()
+        self._sleep = sleep
+        self._random = random
+        self._on_event = on_event
+
+    def backlog(self) -> int:
+        return self.outbox.counts(self.product)[OutboxState.PENDING]
+
+    def drain(
+        self, *, stop: threading.Event | None = None, max_failures: int | None = DEFAULT_MAX_FAILURES
+    ) -> DrainReport:
+        """Send pending devices until none are left, ``stop`` is set, a fatal error, or
+        ``max_failures`` consecutive failed requests (None: keep retrying, as the line's thread does)."""
+        tally = _Tally()
+        skip: set[str] = set()
+        splits: deque[list[str]] = deque()  # halves of a refused batch, sent before new batches
+        consecutive = 0
+        while stop is None or not stop.is_set():
+            from_split = bool(splits)
+            batch = splits.popleft() if from_split else self._next_batch(skip)
+            if not batch:
+                return self._report(tally)
+            tally.requests += 1
+            tally.devices_sent += len(batch)
+            try:
+                result = self.client.import_devices(self.product, batch, import_sims=self.import_sims)
+            except CloudRetryable as exc:
+                tally.failures += 1
+                consecutive += 1
+                self.outbox.note_error(self.product, batch, str(exc))
+                if from_split:
+                    splits.appendleft(batch)  # a half being bisected goes again as it is
+                if max_failures is not None and consecutive >= max_failures:
+                    why = f"gave up after {consecutive} failed requests in a row; last: {exc}"
+                    return self._stop(tally, why, len(batch))
+                wait = self.backoff.delay(
+                    consecutive - 1, retry_after=getattr(exc, "retry_after", None), random=self._random
+                )
+                log.warning("sync: %s; retrying in %.1f s", exc, wait)
+                self._emit(SyncEvent(SyncEventKind.RETRY, self.product, len(batch), message=str(exc), wait=wait))
+                if stop is not None:
+                    stop.wait(wait)
+                else:
+                    self._sleep(wait)
+                continue
+            except (CloudAuthError, CloudNotFound) as exc:
+                tally.failures += 1
+                self.outbox.note_error(self.product, batch, str(exc))
+                return self._stop(tally, str(exc), len(batch), fatal=exc)
+            except CloudRejected as exc:
+                consecutive = 0
+                self.outbox.note_error(self.product, batch, f"batch refused: {exc}")
+                self._emit(SyncEvent(SyncEventKind.REJECTED, self.product, len(batch), message=str(exc)))
+                if len(batch) > 1:
+                    half = len(batch) // 2
+                    splits.appendleft(batch[half:])
+                    splits.appendleft(batch[:half])
+                else:
+                    skip.update(batch)
+                    tally.rejected += batch
+                    log.warning("sync: %s refused on its own: %s", batch[0], exc)
+                continue
+            consecutive = 0
+            self._record(batch, result.outcomes(batch), tally, skip)
+        return self._stop(tally, "stopped", 0)
+
+    def _next_batch(self, skip: set[str]) -> list[str]:
+        entries = self.outbox.pending(self.product, limit=self.batch_size + len(skip))
+        return [e.device_id for e in entries if e.device_id not in skip][: self.batch_size]
+
+    def _record(
+        self, batch: Sequence[str], outcomes: Mapping[str, ImportOutcome], tally: _Tally, skip: set[str]
+    ) -> None:
+        resolved = {d: _STATE_FOR[o] for d, o in outcomes.items() if o is not ImportOutcome.UNMENTIONED}
+        unmentioned = [d for d, o in outcomes.items() if o is ImportOutcome.UNMENTIONED]
+        self.outbox.resolve(self.product, resolved)
+        if unmentioned:
+            self.outbox.note_error(self.product, unmentioned, UNMENTIONED_ERROR)
+            skip.update(unmentioned)
+            tally.unmentioned += unmentioned
+        counts = Counter(outcomes.values())
+        tally.outcomes.update(counts)
+        log.info(
+            "sync: batch of %d for product %s: %s",
+            len(batch),
+            self.product,
+            ", ".join(f"{n} {o.value}" for o, n in sorted(counts.items())),
+        )
+        self._emit(
+            SyncEvent(SyncEventKind.BATCH, self.product, len(batch), outcomes={o.value: n for o, n in counts.items()})
+        )
+
+    def _stop(self, tally: _Tally, why: str, devices: int, *, fatal: CloudError | None = None) -> DrainReport:
+        log.error("sync stopped: %s", why)
+        self._emit(SyncEvent(SyncEventKind.STOPPED, self.product, devices, message=why))
+        return self._report(tally, stopped=why, fatal=fatal)
+
+    def _report(self, tally: _Tally, *, stopped: str | None = None, fatal: CloudError | None = None) -> DrainReport:
+        return DrainReport(
+            product=self.product,
+            requests=tally.requests,
+            devices_sent=tally.devices_sent,
+            outcomes=dict(tally.outcomes),
+            failures=tally.failures,
+            rejected=tuple(tally.rejected),
+            unmentioned=tuple(tally.unmentioned),
+            stopped=stopped,
+            fatal=fatal,
+        )
+
+    def _emit(self, event: SyncEvent) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:  # a broken sink must not stop the sync
+                log.exception("sync: event sink failed")
+
+
+class SyncThread:
+    """The worker inside ``station run``: drains, then waits for ``wake()`` or ``idle_poll`` seconds.
+
+    It retries transient failures forever (a day offline is normal) and stops by itself only on a
+    fatal error, kept in ``error``. ``stop()`` ends it promptly, also in the middle of a backoff.
+    """
+
+    def __init__(self, worker: SyncWorker, *, idle_poll: float = 30.0, name: str = "cloud-sync") -> None:
+        self.worker = worker
+        self.idle_poll = idle_poll
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.error: CloudError | None = None
+        self.last_report: DrainReport | None = None
+
+    def start(self) -> SyncThread:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """New devices were queued: drain now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Ask the thread to stop and wait for it; False when it is still in a request after ``timeout``."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                report = self.worker.drain(stop=self._stop, max_failures=None)
+            except Exception as exc:  # a registry error must not die silently in a thread
+                log.exception("sync thread failed")
+                self.error = exc if isinstance(exc, CloudError) else CloudError(f"sync thread failed: {exc}")
+                return
+            self.last_report = report
+            if report.fatal is not None:
+                self.error = report.fatal
+                return
+            self._wake.wait(self.idle_poll)
