@@ -53,7 +53,14 @@ def set_product(
     if not in_place and same_file(file, target):
         raise FirmwareError("refusing to overwrite the input", file=str(target), hint="pass --in-place to mean it")
     firmware = read_firmware(file)
-    before = parse_module(firmware.data, name=str(file)).suffix
+    original = parse_module(firmware.data, name=str(file))
+    before = original.suffix
+    if original.product_id_meaning == "platform-id" and product_id != before.product_id:
+        click.echo(
+            f"fwtool: note: {file} is a Device OS >= 4 app: its product id field holds the platform id "
+            f"{before.product_id} and the device reports that, not {product_id} (fwtool set-version keeps it)",
+            err=True,
+        )
     stamped = stamp_product(firmware.data, product_id=product_id, product_version=product_version, name=str(file))
     after = parse_module(stamped, name=str(target))
     if (after.suffix.product_id, after.suffix.product_version) != (product_id, product_version) or not after.crc_ok:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from firmware_tools.checks import Expectations, ValidationReport
+from firmware_tools.errors import FormatError
 from firmware_tools.particle.layout import CRC, KNOWN_PREFIX_OFFSETS, MIN_PARSEABLE_SIZE
-from firmware_tools.particle.parse import FULL_SCORE, find_prefix_offset, parse_module
+from firmware_tools.particle.model import ModuleFlags
+from firmware_tools.particle.parse import FULL_SCORE, find_prefix_offset, parse_module, split_combined
 from firmware_tools.particle.report import FORMAT_NAME, module_json, summary_lines
 from firmware_tools.particle.seal import file_crc32
 from firmware_tools.particle.validate import validate_module
@@ -16,7 +18,7 @@ class ParticleModuleFormat:
     name = FORMAT_NAME
 
     def sniff(self, data: bytes) -> int:
-        """90: CRC and prefix both check out; 70: CRC ok; 40: a full-score prefix at a usual offset."""
+        """90: CRC and prefix both check out; 85: a combined file; 70: CRC ok; 40: a plausible prefix, bad CRC."""
         if len(data) < MIN_PARSEABLE_SIZE:
             return 0
         offset, score = find_prefix_offset(data)
@@ -26,6 +28,13 @@ class ParticleModuleFormat:
         if crc_ok:
             return 90 if score >= FULL_SCORE else 70
         if offset in KNOWN_PREFIX_OFFSETS and score >= FULL_SCORE - 1:
+            # A combined file fails the whole-file CRC by construction; its parts carry their own.
+            if data[offset + 9] & ModuleFlags.COMBINED:
+                try:
+                    split_combined(data)
+                except FormatError:
+                    return 40
+                return 85
             return 40
         return 0
 

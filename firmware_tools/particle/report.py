@@ -140,6 +140,19 @@ def module_json(module: ParticleModule) -> dict[str, object]:
     return out
 
 
+def _extension_words(ext: Extension) -> str:
+    if isinstance(ext, DynamicLocationExtension):
+        return f"{ext.type_name} (start {ext.module_start_address:#x}, dynalib {ext.dynalib_load_address:#x})"
+    if isinstance(ext, ProductDataExtension):
+        return f"{ext.type_name} (id {ext.product_id32:#010x}, version {ext.product_version})"
+    if isinstance(ext, DependencyExtension):
+        d = ext.dependency
+        return f"{ext.type_name} ({function_name(d.function) or d.function} {d.index} >= {d.version})"
+    if isinstance(ext, NameExtension | AssetDependencyExtension):
+        return f"{ext.type_name} ({ext.name!r})"
+    return f"{ext.type_name} ({ext.length} bytes)"
+
+
 def _product_line(module: ParticleModule) -> str:
     s = module.suffix
     meaning = module.product_id_meaning
@@ -173,6 +186,8 @@ def summary_lines(module: ParticleModule, indent: str = " ") -> list[str]:
     flags = flag_names(int(p.flags))
     if flags:
         lines.append("Flags: " + ", ".join(flags))
+    if p.reserved:
+        lines.append(f"Its platform-specific byte (MCU target) is {p.reserved}")
     size_note = "matches the file" if module.size_ok else f"but the file is {module.size} bytes"
     lines.append(
         f"It spans {p.start_address:#010x}..{p.end_address:#010x} ({module.size_from_prefix} bytes, {size_note}); "
@@ -196,6 +211,9 @@ def summary_lines(module: ParticleModule, indent: str = " ") -> list[str]:
         lines.append(f"It is the asset {module.asset_name!r} (SHA-256 {digest})")
     for asset in module.asset_dependencies:
         lines.append(f"It needs the asset {asset.name!r} (SHA-256 {asset.hash.hex()})")
+    for where, exts in (("prefix", p.extensions), ("suffix", s.extensions)):
+        if exts:
+            lines.append(f"{where.capitalize()} extensions: " + ", ".join(_extension_words(e) for e in exts))
     if module.security_mode is not None:
         mode = {0: "none", 1: "protected"}.get(module.security_mode.mode, str(module.security_mode.mode))
         lines.append(f"Security mode: {mode}")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from firmware_tools.cli import main
 from firmware_tools.ihex import bin_to_hex, looks_like_ihex
-from firmware_tools.particle import Dependency, pack_module, parse_module
+from firmware_tools.particle import Dependency, ModuleFunction, pack_module, parse_module
 
 ISSUE_KEYS = {
     "file",
@@ -275,3 +275,33 @@ def test_inspect_in_a_real_process(app: Path, tmp_path: Path) -> None:
     proc = subprocess.run([str(fwtool), "validate", str(junk)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_set_product_on_device_os_4_app_notes_what_the_field_means(tmp_path: Path) -> None:
+    app = tmp_path / "os6.bin"
+    deps = [Dependency(4, 1, 6200)]
+    app.write_bytes(pack_module(b"x" * 64, platform_id=13, product_id=13, product_version=1, dependencies=deps))
+    out = tmp_path / "out.bin"
+    code, _, err = run("set-product", str(app), "--product-id", "94", "--product-version", "2", "-o", str(out))
+    assert code == 0
+    assert "Device OS >= 4" in err and "platform id 13" in err
+    code, stdout, _ = run("inspect", str(app))
+    assert "holds the platform id 13" in stdout
+
+
+def test_combined_file_is_detected_and_validated_per_module(tmp_path: Path) -> None:
+    from firmware_tools.formats import detect
+    from firmware_tools.particle import combine_modules
+
+    boot = pack_module(b"b" * 100, platform_id=12, function=ModuleFunction.BOOTLOADER, index=0, start_address=0xF4000)
+    app = pack_module(b"a" * 100, platform_id=12, product_id=9, product_version=1)
+    combined = combine_modules([boot, app])
+    assert detect(combined).name == "particle-module"
+    path = tmp_path / "combined.bin"
+    path.write_bytes(combined)
+    assert run("validate", str(path), "--product-id", "9", "--platform", "argon")[0] == 0
+    code, out, _ = run("validate", str(path), "--product-id", "10")
+    assert code == 1 and "module[1].expected-product-id" in out
+    code, out, _ = run("inspect", "--json", str(path))
+    [record] = json.loads(out)
+    assert [m["module_function"] for m in record["modules"]] == ["BOOTLOADER", "USER_PART"]
