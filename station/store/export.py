@@ -114,6 +114,13 @@ def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
     except OSError as exc:
         raise InputError(f"cannot write {target}: {exc.strerror or exc}", hint="choose another -o") from exc
     try:
+        # mkstemp makes the file private; an export is for sharing, so keep the mode of the file it
+        # replaces, else the usual rw-r--r--.
+        try:
+            mode = target.stat().st_mode & 0o777
+        except OSError:
+            mode = 0o644
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
             fh.flush()

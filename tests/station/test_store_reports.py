@@ -1,0 +1,173 @@
+"""Reports over generated histories: export, stats, history filters, and reading ``--since``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from station.errors import InputError
+from station.store import Registry, RunContext, Slot
+from station.store.export import ExportFormat, atomic_text_file, check_choice, render
+from station.store.when import iso_utc, parse_since
+
+DEVICES = [f"{i:024x}" for i in range(6)]
+OUTCOMES = ["pass", "fail", "interrupted", "running", "unidentified"]
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 10.0
+        return self.now
+
+
+def _record(registry: Registry, history: list[tuple[int, str]]) -> list[int]:
+    ids = []
+    for n, (device, outcome) in enumerate(history):
+        attempt = registry.start_attempt(
+            Slot(f"1-{n % 3}", f"S{n % 3}"), RunContext(f"st{n % 2}", product_id=7, product_version=1)
+        )
+        ids.append(attempt)
+        if outcome == "unidentified":
+            registry.finish_attempt(attempt, "fail", "not-found", "no answer")
+            continue
+        registry.identify(attempt, DEVICES[device], "photon")
+        if outcome == "pass":
+            registry.finish_attempt(attempt, "pass", enqueue_product="7")
+        elif outcome == "fail":
+            registry.finish_attempt(attempt, "fail", "timeout" if n % 2 else "verify-mismatch")
+        elif outcome == "interrupted":
+            registry.finish_attempt(attempt, "interrupted", "interrupted")
+    return ids
+
+
+histories = st.lists(st.tuples(st.integers(0, len(DEVICES) - 1), st.sampled_from(OUTCOMES)), max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(histories)
+def test_export_and_stats_agree_with_the_history(
+    tmp_path_factory: pytest.TempPathFactory, history: list[tuple[int, str]]
+) -> None:
+    with Registry(tmp_path_factory.mktemp("rep") / "station.db", clock=StepClock()) as registry:
+        _record(registry, history)
+        identified = [(DEVICES[d], o) for d, o in history if o != "unidentified"]
+        passed = {d for d, o in identified if o == "pass"}
+
+        txt = "".join(render(registry.iter_devices(passed_only=True, chunk=2), ExportFormat.TXT))
+        assert txt.splitlines() == sorted(passed)  # each passed device once, nothing else
+
+        rows = list(csv.DictReader(io.StringIO("".join(render(registry.iter_devices(chunk=3), ExportFormat.CSV)))))
+        last: dict[str, str] = {}
+        for device, outcome in identified:
+            last[device] = outcome
+        assert {r["device_id"]: r["last_result"] for r in rows} == last
+        assert {r["device_id"] for r in rows if r["passed_at"]} == passed
+
+        as_json = json.loads("".join(render(registry.iter_devices(), ExportFormat.JSON)))
+        assert [r["device_id"] for r in as_json] == sorted(last)
+
+        stats = registry.stats()
+        assert stats.attempts == len(history)
+        assert stats.attempts_passed == sum(o == "pass" for _, o in history)
+        assert stats.attempts_failed == sum(o in ("fail", "unidentified") for _, o in history)
+        assert stats.attempts_running == sum(o == "running" for _, o in history)
+        assert stats.devices_passed == len(passed)
+        assert stats.devices_seen == len(last)
+        first: dict[str, str] = {}
+        for device, outcome in identified:
+            if outcome in ("pass", "fail"):
+                first.setdefault(device, outcome)
+        expected_fpy = (sum(o == "pass" for o in first.values()) / len(first)) if first else None
+        assert stats.first_pass_yield == expected_fpy
+        assert sum(r.count for r in stats.failures_by_reason) == stats.attempts_failed
+        assert sum(line.attempts for line in stats.by_line) == stats.attempts
+        assert registry.check_consistency() == ()
+
+
+def test_stats_and_history_over_a_window(tmp_path: Path) -> None:
+    clock = StepClock()
+    with Registry(tmp_path / "station.db", clock=clock) as registry:
+        _record(registry, [(0, "fail"), (0, "pass"), (1, "pass")])
+        cut = clock.now + 1  # after every event so far, before the next
+        _record(registry, [(2, "fail"), (2, "fail"), (3, "pass"), (1, "pass")])
+        late = registry.stats(since=cut)
+        assert (late.attempts, late.attempts_passed, late.attempts_failed) == (4, 2, 2)
+        assert (late.devices_seen, late.devices_passed, late.devices_failing) == (3, 2, 1)
+        assert late.first_pass_yield == 0.5  # devices 2 (fail) and 3 (pass) were first tested here
+        assert late.last_event_at is not None and late.first_started_at is not None
+        assert late.devices_per_hour == pytest.approx(2 * 3600 / (late.last_event_at - late.first_started_at))
+        assert [r.id for r in registry.history(since=cut)] == [4, 5, 6, 7]
+        assert [r.id for r in registry.history(device_id=DEVICES[1].upper())] == [3, 7]
+        assert [r.id for r in registry.history(limit=2)] == [6, 7]
+        assert registry.count_attempts(since=cut) == 4
+        assert registry.stats().first_pass_yield == 0.5  # devices 0 (fail first), 1, 2, 3
+
+
+def test_empty_registry_has_no_rates(tmp_path: Path) -> None:
+    with Registry(tmp_path / "station.db") as registry:
+        stats = registry.stats()
+        assert (stats.attempts, stats.first_pass_yield, stats.devices_per_hour) == (0, None, None)
+
+
+def test_txt_with_all_is_refused() -> None:
+    with pytest.raises(InputError, match="passed devices only"):
+        check_choice(ExportFormat.TXT, include_all=True)
+
+
+def test_atomic_file_is_untouched_when_writing_fails(tmp_path: Path) -> None:
+    target = tmp_path / "ids.txt"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError), atomic_text_file(target) as fh:
+        fh.write("half")
+        raise RuntimeError("disk gone")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["ids.txt"]
+    with atomic_text_file(target) as fh:
+        fh.write("new\n")
+    assert target.read_text() == "new\n"
+
+
+# -- --since ----------------------------------------------------------------------------------
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("15m", 900), ("2h", 7200), ("3d", 259200), ("1w", 604800), ("1.5h", 5400)]
+)
+def test_since_ages(text: str, seconds: int) -> None:
+    assert parse_since(text, now=NOW) == NOW - seconds
+    assert parse_since(text.upper(), now=NOW) == NOW - seconds
+
+
+def test_since_dates() -> None:
+    plus_one = timezone(timedelta(hours=1))
+    assert parse_since("2026-11-26T08:00:00Z", now=NOW) == 1795680000.0
+    assert parse_since("2026-11-26T09:00:00+01:00", now=NOW) == 1795680000.0
+    assert parse_since("2026-11-26 09:00", now=NOW, tz=plus_one) == 1795680000.0
+    assert parse_since("2026-11-26", now=NOW, tz=UTC) == 1795651200.0
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2h ago", "-3d", "", "2026-13-01", "99999999w"])
+def test_since_garbage_is_one_clear_error(bad: str) -> None:
+    with pytest.raises(InputError) as info:
+        parse_since(bad, now=NOW)
+    assert "--since" in str(info.value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False))
+def test_since_reads_back_what_iso_utc_writes(timestamp: float) -> None:
+    text = iso_utc(timestamp)
+    assert text is not None
+    assert parse_since(text, now=NOW) == pytest.approx(timestamp, abs=0.001)
