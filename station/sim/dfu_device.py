@@ -311,7 +311,7 @@ class SimulatedDfuDevice:
             NorFlash(
                 m.segments[0].start,
                 m.segments[-1].end - m.segments[0].start,
-                overwrite=not m.segments[0].erasable,
+                overwrite=not any(s.erasable for s in m.segments),
             )
             for m in self.memory
         )
@@ -431,8 +431,10 @@ class SimulatedDfuDevice:
             memory, kind = self.memory[alt], self.spec.alts[alt].kind
             pages = list(memory.pages(image.address, image.size))
             blocks = -(-image.size // FUNCTIONAL.transfer_size)
-            for _, page_size in pages if memory.segments[0].erasable else ():
-                total += link.cost(5 + 6, 2) + _flash_spec(kind, page_size).erase_cost(1)
+            for page, page_size in pages:
+                segment = memory.segment_at(page)
+                if segment is not None and segment.erasable:
+                    total += link.cost(5 + 6, 2) + _flash_spec(kind, page_size).erase_cost(1)
             total += link.cost(5 + 6, 2)  # set address
             total += link.cost(image.size + 6 * blocks, 2 * blocks)
             total += _flash_spec(kind, pages[0][1] if pages else 4096).program_cost(image.size)

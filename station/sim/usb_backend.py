@@ -71,7 +71,7 @@ class SimulatedUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         self._devices: list[SimulatedDfuDevice] = []
         self._addresses: dict[tuple[int, int], int] = {}  # (id(device), generation) -> address
         self._next_address: dict[int, int] = {}
-        self._claims: dict[tuple[int, int], _Handle] = {}  # (id(device), interface) -> owner
+        self._claims: dict[tuple[int, int, int], _Handle] = {}  # (id(device), generation, intf) -> owner
 
     # ---- hotplug
 
@@ -185,7 +185,7 @@ class SimulatedUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
     def claim_interface(self, dev_handle: _Handle, intf: int) -> None:
         device = self._live(dev_handle)
         with self._lock:
-            key = (id(device), intf)
+            key = (id(device), dev_handle.seen.generation, intf)
             owner = self._claims.get(key)
             if owner is not None and owner is not dev_handle and owner.open:
                 raise usb.core.USBError("Resource busy", _LIBUSB_ERROR_BUSY, errno.EBUSY)
@@ -195,8 +195,9 @@ class SimulatedUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
     def release_interface(self, dev_handle: _Handle, intf: int) -> None:
         device = dev_handle.seen.device
         with self._lock:
-            if self._claims.get((id(device), intf)) is dev_handle:
-                del self._claims[(id(device), intf)]
+            key = (id(device), dev_handle.seen.generation, intf)
+            if self._claims.get(key) is dev_handle:
+                del self._claims[key]
         dev_handle.claimed.discard(intf)
 
     def set_interface_altsetting(self, dev_handle: _Handle, intf: int, altsetting: int) -> None:

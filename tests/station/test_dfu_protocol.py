@@ -245,7 +245,7 @@ def test_transport_errors_name_the_operation_and_block() -> None:
 
 def test_corrupt_status_reply_is_a_protocol_error_naming_the_block() -> None:
     class Corrupt(ScriptedTransport):
-        def control_in(self, *args: int) -> bytes:  # type: ignore[override]
+        def control_in(self, *args: int) -> bytes:
             self.calls.append(("in", args[1], args[2], args[4]))
             return bytes([0x5A, 0, 0, 0, 0xF4, 0])
 
