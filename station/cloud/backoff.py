@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 # A Retry-After is untrusted input: honour it, but never park the station longer than this.
 MAX_RETRY_AFTER = 900.0
+# A slot frees a hair after the window edge, so float rounding never lands one request inside it.
+_EDGE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class RateLimiter:
                 self._sent.popleft()
             # When full, the slot frees as the request `limit` places back leaves the window.
             full = len(self._sent) >= self.limit
-            slot = self._sent[-self.limit] + self.window if full else now
+            slot = self._sent[-self.limit] + self.window + _EDGE if full else now
             self._sent.append(max(slot, now))
             # Reservations may be later than earlier ones' real sends; keep the log bounded anyway.
             while len(self._sent) > self.limit:

@@ -176,9 +176,9 @@ class CloudConfig:
         for key in ("batch_size", "import_sims", "rate_limit", "rate_window"):
             if key in data:
                 kwargs[key] = data[key]
-        if "timeouts" in data:
-            kwargs["timeouts"] = Timeouts.from_value(data["timeouts"], where=where)
         try:
+            if "timeouts" in data:
+                kwargs["timeouts"] = Timeouts.from_value(data["timeouts"], where=where)
             return cls(**kwargs)  # type: ignore[arg-type]
         except CloudConfigError as exc:
             if where != "[cloud]":

@@ -26,6 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 from station.sim.console_http import ApiRequest, ApiResponse, Reply
@@ -194,13 +195,13 @@ class SimConsole:
         slug: str | None = None,
         platform_id: int | None = None,
         state_file: Path | None = None,
-        **kwargs: object,
+        **options: Any,
     ) -> SimConsole:
         """A console with one product (loaded from ``state_file`` when it exists) and one user token."""
         state = ConsoleState.load(state_file) if state_file is not None and state_file.exists() else ConsoleState()
         if product_id not in state.products:
             state.add_product(SimProduct(product_id, slug or f"product-{product_id}", platform_id=platform_id))
-        return cls(state, tokens=[SimToken(token)], state_file=state_file, **kwargs)  # type: ignore[arg-type]
+        return cls(state, tokens=[SimToken(token)], state_file=state_file, **options)
 
     # -- control, for tests and the CLI --------------------------------------------------------
 
