@@ -309,6 +309,12 @@ class ParticleModule:
         return None
 
     @property
+    def all_dependencies(self) -> tuple[Dependency, ...]:
+        """The used prefix slots, then any DEPENDENCY extensions."""
+        extra = tuple(e.dependency for e in self.extensions if isinstance(e, DependencyExtension))
+        return self.prefix.dependencies + extra
+
+    @property
     def system_dependency_version(self) -> int | None:
         """The minimum system-part version this module needs, if it names one."""
         for dep in self.prefix.dependencies:

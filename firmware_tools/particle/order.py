@@ -43,7 +43,7 @@ def flash_order(modules: Sequence[ParticleModule]) -> list[ParticleModule]:
                 if other is not candidate
                 and any(
                     d.function == int(other.function) and d.index == other.prefix.index
-                    for d in candidate.prefix.dependencies
+                    for d in candidate.all_dependencies
                 )
             ]
             if not waits_for:

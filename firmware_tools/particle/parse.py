@@ -52,6 +52,8 @@ FULL_SCORE = 7
 MAX_DECOMPRESSED = 32 * 1024 * 1024
 # A compressed module inside a combined file is as deep as real files nest.
 MAX_NESTING = 3
+# More modules than any real combined file holds (bootloader, radio stack, system parts, app, assets).
+MAX_COMBINED_MODULES = 32
 # Largest suffix the reference encoders accept when decompressing (MAX_MODULE_SUFFIX_SIZE).
 MAX_SUFFIX_SIZE = 65535
 
@@ -60,7 +62,7 @@ def _known_function(code: int) -> bool:
     return 0 <= code <= max(ModuleFunction)
 
 
-def prefix_score(data: bytes, offset: int) -> int:
+def prefix_score(data: bytes | memoryview, offset: int) -> int:
     """How plausible a module prefix at ``offset`` is: 0 = impossible, 7 = every sanity check passes."""
     if offset < 0 or offset + PREFIX_SIZE > len(data):
         return 0
@@ -83,7 +85,7 @@ def prefix_score(data: bytes, offset: int) -> int:
     )
 
 
-def find_prefix_offset(data: bytes) -> tuple[int, int]:
+def find_prefix_offset(data: bytes | memoryview) -> tuple[int, int]:
     """The offset of the most plausible prefix and its score (score 0: none found, offset 0)."""
     best_offset, best_score = 0, 0
     for offset in PREFERRED_PREFIX_OFFSETS:
@@ -195,10 +197,17 @@ def _payload_sha256(data: bytes, payload_start: int, suffix_size: int) -> bytes:
 
 def parse_module(data: bytes, *, name: str | None = None) -> ParticleModule:
     """Parse one module file (compressed and combined files included). Raises FormatError."""
-    return _parse(bytes(data), name, 0)
+    return _parse(bytes(data), name, 0, _Budget(MAX_DECOMPRESSED))
 
 
-def _parse(data: bytes, name: str | None, depth: int, *, in_combined: bool = False) -> ParticleModule:
+class _Budget:
+    """Bytes one parse may still inflate, so nested and combined compressed parts cannot multiply."""
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+
+
+def _parse(data: bytes, name: str | None, depth: int, budget: _Budget, *, in_combined: bool = False) -> ParticleModule:
     n = len(data)
     if n == 0:
         raise FormatError("file is empty", file=name)
@@ -245,10 +254,12 @@ def _parse(data: bytes, name: str | None, depth: int, *, in_combined: bool = Fal
         if module.is_combined and not in_combined:
             container = "combined"
             parts = split_combined(data, name=name)
-            inner = tuple(_parse(part, name, depth + 1, in_combined=True) for part in parts)
+            inner = tuple(_parse(part, name, depth + 1, budget, in_combined=True) for part in parts)
         elif module.is_compressed:
             container = "compressed"
-            inner = (_parse(decompress_module(data, name=name), name, depth + 1),)
+            restored = decompress_module(data, name=name, limit=budget.remaining)
+            budget.remaining -= len(restored)
+            inner = (_parse(restored, name, depth + 1, budget),)
     except FormatError as exc:
         inner_error = exc.message if exc.offset is None else f"at offset {exc.offset:#x}: {exc.message}"
     if container is not None:
@@ -259,10 +270,13 @@ def _parse(data: bytes, name: str | None, depth: int, *, in_combined: bool = Fal
 def split_combined(data: bytes, *, name: str | None = None) -> list[bytes]:
     """The modules of a combined file, each as stored (earlier ones keep their COMBINED flag)."""
     parts: list[bytes] = []
+    view = memoryview(data)
     pos = 0
     n = len(data)
     while True:
-        rest = data[pos:]
+        if len(parts) >= MAX_COMBINED_MODULES:
+            raise FormatError(f"combined file holds more than {MAX_COMBINED_MODULES} modules", file=name)
+        rest = view[pos:]
         if len(rest) < PREFIX_SIZE + SUFFIX_BASE_SIZE:
             raise FormatError("combined module ends in the middle of a module", file=name, offset=pos)
         rel, score = find_prefix_offset(rest)
@@ -274,7 +288,7 @@ def split_combined(data: bytes, *, name: str | None = None) -> list[bytes]:
             raise FormatError(
                 f"combined module claims {size} bytes but {len(rest)} remain", file=name, offset=pos + rel
             )
-        parts.append(rest[:size])
+        parts.append(bytes(rest[:size]))
         pos += size
         if not flags & ModuleFlags.COMBINED:
             break
@@ -285,8 +299,11 @@ def split_combined(data: bytes, *, name: str | None = None) -> list[bytes]:
     return parts
 
 
-def decompress_module(data: bytes, *, name: str | None = None) -> bytes:
-    """The module a COMPRESSED module holds, restored as the reference's decompressModule does."""
+def decompress_module(data: bytes, *, name: str | None = None, limit: int = MAX_DECOMPRESSED) -> bytes:
+    """The module a COMPRESSED module holds, restored as the reference's decompressModule does.
+
+    ``limit`` bounds the inflated size; a module claiming more is refused before inflating.
+    """
     outer = _parse_outer_only(data, name)
     prefix, prefix_size, suffix_size = outer
     n = len(data)
@@ -305,9 +322,9 @@ def decompress_module(data: bytes, *, name: str | None = None) -> bytes:
         raise FormatError(f"unknown compression method {method}", file=name, offset=header_at + 2)
     if window_bits != 0 and not 8 <= window_bits <= 15:
         raise FormatError(f"invalid Deflate window bits {window_bits}", file=name, offset=header_at + 3)
-    if raw_size > MAX_DECOMPRESSED:
+    if raw_size > limit:
         raise FormatError(
-            f"compressed module claims {raw_size} bytes uncompressed, more than {MAX_DECOMPRESSED}",
+            f"compressed module claims {raw_size} bytes uncompressed, more than the {limit} allowed",
             file=name,
             offset=header_at + 4,
         )

@@ -14,12 +14,15 @@ from firmware_tools.particle import (
     Dependency,
     ModuleFlags,
     ModuleFunction,
+    combine_modules,
     compress_module,
+    decompress_module,
     flash_order,
     flash_order_key,
     pack_module,
     parse_module,
     platform_id_from,
+    split_combined,
     stamp_product,
     validate_module,
 )
@@ -200,3 +203,19 @@ def test_flash_order_follows_electron_chain_and_dependencies() -> None:
     low = parse_module(_module(4, 1, deps=(Dependency(4, 2, 1),)))
     high = parse_module(_module(4, 2))
     assert flash_order([low, high]) == [high, low]
+
+
+def test_inflating_is_bounded() -> None:
+    compressed = compress_module(pack_module(bytes(50_000), platform_id=12))
+    with pytest.raises(FormatError, match="more than the 1000 allowed"):
+        decompress_module(compressed, limit=1000)
+    assert len(decompress_module(compressed)) > 50_000
+
+
+def test_combined_files_are_bounded() -> None:
+    small = pack_module(b"m", platform_id=12)
+    assert len(split_combined(combine_modules([small] * 32))) == 32
+    with pytest.raises(FormatError, match="more than 32 modules"):
+        split_combined(combine_modules([small] * 33))
+    module = parse_module(combine_modules([small] * 33))
+    assert module.inner == () and module.inner_error is not None
