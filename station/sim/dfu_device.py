@@ -315,11 +315,11 @@ class SimulatedDfuDevice:
             )
             for m in self.memory
         )
-        self.usb_mode = UsbMode(mode)
+        self._usb_mode = UsbMode(mode)
         self.present = False  # on the bus; the backend sets it when attached
         self.generation = 0  # bumped at every (re-)enumeration; stale handles then fail
         self.blocks_received = 0
-        self.running: RunReport | None = None
+        self._running: RunReport | None = None
         self.resets = 0
         self._session = _Session()
         self._lock = threading.RLock()
@@ -336,11 +336,24 @@ class SimulatedDfuDevice:
 
     @property
     def pid(self) -> int:
-        return self.platform.dfu_pid if self.usb_mode is UsbMode.DFU else self.platform.normal_pid
+        return self.platform.dfu_pid if self._usb_mode is UsbMode.DFU else self.platform.normal_pid
 
     @property
     def state(self) -> State:
+        self.tick()
         return self._session.state
+
+    @property
+    def usb_mode(self) -> UsbMode:
+        """DFU bootloader or normal firmware, as the host would see it now."""
+        self.tick()
+        return self._usb_mode
+
+    @property
+    def running(self) -> RunReport | None:
+        """What the device runs after its last reset out of DFU mode (None before the first)."""
+        self.tick()
+        return self._running
 
     def strings(self) -> dict[int, str]:
         name = self.platform.display
@@ -348,7 +361,7 @@ class SimulatedDfuDevice:
             STRING_MANUFACTURER: "Particle",
             STRING_SERIAL: self.device_id,
         }
-        if self.usb_mode is UsbMode.DFU:
+        if self._usb_mode is UsbMode.DFU:
             table[STRING_PRODUCT] = f"{name} DFU Mode"
             table[STRING_CONFIGURATION] = "DFU"
             table[STRING_INTERFACE] = "DFU"
@@ -368,7 +381,7 @@ class SimulatedDfuDevice:
         """(Re-)enumerate: a fresh bootloader or firmware session; flash keeps its contents."""
         with self._lock:
             if mode is not None:
-                self.usb_mode = mode
+                self._usb_mode = mode
             self._session = _Session()
             self.generation += 1
             self.present = True
@@ -385,9 +398,9 @@ class SimulatedDfuDevice:
             session = self._session
             if session.reset_at is not None and self._clock() >= session.reset_at:
                 target = session.reset_to or UsbMode.NORMAL
-                if self.usb_mode is UsbMode.DFU and target is UsbMode.NORMAL:
-                    self.running = self._boot_check(session)
-                    if self.running.mode is RunMode.DFU:
+                if self._usb_mode is UsbMode.DFU and target is UsbMode.NORMAL:
+                    self._running = self._boot_check(session)
+                    if self._running.mode is RunMode.DFU:
                         target = UsbMode.DFU
                 self.resets += 1
                 self.power_up(target)
@@ -398,7 +411,7 @@ class SimulatedDfuDevice:
             session = self._session
             if session.reset_at is None:
                 manifesting = session.state in (State.DFU_MANIFEST, State.DFU_MANIFEST_WAIT_RESET)
-                session.reset_to = UsbMode.NORMAL if manifesting else self.usb_mode
+                session.reset_to = UsbMode.NORMAL if manifesting else self._usb_mode
             session.reset_at = float("-inf")
             self.tick()
 
@@ -469,7 +482,7 @@ class SimulatedDfuDevice:
             kind = (request_type >> 5) & 3
             if kind == 0:
                 return self._standard(request_type, request, value, index, data)
-            if self.usb_mode is UsbMode.DFU and kind == 1 and (request_type & 0x1F) == 1:
+            if self._usb_mode is UsbMode.DFU and kind == 1 and (request_type & 0x1F) == 1:
                 if index != 0:
                     raise UsbStalled()
                 if request_type & 0x80:
@@ -478,7 +491,7 @@ class SimulatedDfuDevice:
                 assert isinstance(data, bytes)
                 self._dfu_out(request, value, data)
                 return len(data)
-            if self.usb_mode is UsbMode.NORMAL and kind == 2:
+            if self._usb_mode is UsbMode.NORMAL and kind == 2:
                 return self._vendor(request_type, request, value, index, data)
             raise UsbStalled()
 
@@ -488,7 +501,7 @@ class SimulatedDfuDevice:
             if not self.present or generation != self.generation:
                 raise UsbGone()
             self.timing.spend(USB_FULL_SPEED_CONTROL.cost(8), "usb")
-            if self.usb_mode is not UsbMode.DFU or interface != 0 or not 0 <= alt < len(self.spec.alts):
+            if self._usb_mode is not UsbMode.DFU or interface != 0 or not 0 <= alt < len(self.spec.alts):
                 raise UsbStalled()
             self._session.alt = alt
 
@@ -509,7 +522,7 @@ class SimulatedDfuDevice:
                     raise UsbStalled()
                 encoded = text.encode("utf-16-le")[:252]
                 return (bytes([2 + len(encoded), 3]) + encoded)[:data]
-            if kind == 0x21 and self.usb_mode is UsbMode.DFU:
+            if kind == 0x21 and self._usb_mode is UsbMode.DFU:
                 return FUNCTIONAL.pack()[:data]
             raise UsbStalled()
         if request == 0x00 and request_type & 0x80 and isinstance(data, int):  # GET_STATUS

@@ -1,0 +1,291 @@
+"""The station's Particle DFU flasher against simulated devices on a simulated USB bus, as the line uses it."""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import pty
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from firmware_tools.particle import ModuleFunction, pack_module, parse_module
+from station.devices.base import Family, FlashImage, Mode, Phase, Progress
+from station.devices.particle_dfu import (
+    ParticleDfuDevice,
+    enter_dfu_via_serial,
+    find_dfu_devices,
+    find_normal_mode_devices,
+)
+from station.errors import DeviceError, InputError, VerifyMismatch, WrongTarget
+from station.sim.dfu_device import RunMode, SimulatedDfuDevice, UsbMode
+from station.sim.timing import TimingModel
+from station.sim.usb_backend import SimulatedUsbBackend
+
+_TCGETS2 = 0x802C542A
+PLATFORM_IDS = {"photon": 6, "p1": 8, "electron": 10, "argon": 12, "boron": 13, "p2": 32}
+
+
+@pytest.fixture
+def bus() -> SimulatedUsbBackend:
+    return SimulatedUsbBackend()
+
+
+def plug(bus: SimulatedUsbBackend, platform: str, port: str = "1-1", **kw: Any) -> SimulatedDfuDevice:
+    return bus.attach(SimulatedDfuDevice(platform, port_path=port, timing=TimingModel(enabled=False), **kw))
+
+
+def device_at(bus: SimulatedUsbBackend, port: str = "1-1", **options: Any) -> ParticleDfuDevice:
+    options.setdefault("sleep", lambda _: None)
+    (device,) = [d for d in find_dfu_devices(backend=bus, **options) if d.port_path == port]
+    return device
+
+
+def user_image(platform: str, payload: bytes) -> FlashImage:
+    platform_id = PLATFORM_IDS[platform]
+    data = pack_module(payload, platform_id=platform_id, index=2 if platform in ("argon", "boron") else 1)
+    module = parse_module(data)
+    return FlashImage(
+        f"{platform}-user.bin",
+        data,
+        module.prefix.start_address,
+        module_function=int(module.prefix.function),
+        platform_id=platform_id,
+    )
+
+
+def payload(seed: int, size: int) -> bytes:
+    return bytes((i * 31 + seed) & 0xFF for i in range(size))
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORM_IDS))
+def test_flash_verify_read_back_and_restart(bus: SimulatedUsbBackend, platform: str) -> None:
+    sim = plug(bus, platform, "1-1.4", device_id="e00fce681f2bbc3b2b5a1cd7")
+    image = user_image(platform, payload(7, 9000))
+    device = device_at(bus, "1-1.4")
+    description = device.describe()
+    assert description.family is Family.PARTICLE_DFU and description.mode is Mode.DFU
+    assert (description.vid, description.pid) == (0x2B04, 0xD000 | PLATFORM_IDS[platform])
+    assert description.usb_serial_number == "e00fce681f2bbc3b2b5a1cd7"
+    identity = device.identify()
+    assert (identity.device_id, identity.platform, identity.platform_id) == (
+        "e00fce681f2bbc3b2b5a1cd7",
+        platform,
+        PLATFORM_IDS[platform],
+    )
+    events: list[Progress] = []
+    device.flash([image], events.append)
+    device.verify([image], events.append)
+    assert sim.read(image.address, image.size) == image.data
+    assert device.read(image.address, image.size) == image.data  # and through the flasher's UPLOAD
+    for phase in (Phase.ERASE, Phase.WRITE, Phase.VERIFY):
+        seen = [e for e in events if e.phase is phase]
+        assert seen[-1].done == seen[-1].total > 0
+        assert [e.done for e in seen] == sorted(e.done for e in seen)
+        assert {e.image for e in seen} == {image.name}
+    device.restart()
+    assert device.running_firmware() == f"Device OS {sim.spec.system_version}"
+    assert sim.running is not None and sim.running.mode is RunMode.APPLICATION
+    assert [m.address for m in sim.running.modules] == [image.address]
+    assert sim.usb_mode is UsbMode.NORMAL
+
+
+def test_several_images_go_where_their_headers_say(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "photon")
+    system = pack_module(
+        payload(1, 20000), platform_id=6, function=ModuleFunction.SYSTEM_PART, index=1, start_address=0x08020000
+    )
+    images = [
+        FlashImage("system-part1", system, 0x08020000, kind="system-part"),
+        user_image("photon", payload(2, 4000)),
+    ]
+    device = device_at(bus)
+    device.flash(images)
+    device.verify(images)
+    for image in images:
+        assert sim.read(image.address, image.size) == image.data
+    device.restart()
+    assert sim.running is not None
+    assert [(m.function, m.crc_ok) for m in sim.running.modules] == [(4, True), (5, True)]
+
+
+def test_only_the_covered_pages_are_erased(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "argon")
+    image = user_image("argon", payload(3, 5000))  # 0xB4000..: two 4 KiB pages
+    before = b"\x12" * 4096
+    after_page = image.address + 2 * 4096
+    sim.preload(image.address - 4096, before)
+    sim.preload(after_page, before)
+    sim.preload(image.address, b"\x00" * 8192)  # old firmware under the image: must be erased
+    device = device_at(bus)
+    device.flash([image])
+    device.verify([image])
+    assert sim.read(image.address - 4096, 4096) == before
+    assert sim.read(after_page, 4096) == before
+    assert sim.read(image.address + image.size, 2 * 4096 - image.size) == b"\xff" * (2 * 4096 - image.size)
+
+
+def test_dct_and_external_flash_pick_their_alt_settings(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "argon")
+    dct = FlashImage("dct", b"\x01\x02\x03\x04", 0x1000, kind="dct")
+    external = FlashImage("asset", payload(9, 6000), 0x80010000, kind="asset")
+    device = device_at(bus)
+    assert device.alt_for(dct).alt == 1
+    assert device.alt_for(external).alt == 2
+    assert device.alt_for(user_image("argon", b"x")).alt == 0
+    device.flash([dct, external])
+    device.verify([dct, external])
+    assert sim.read(0x1000, 4, alt=1) == b"\x01\x02\x03\x04"
+    assert sim.read(0x80010000, 6000, alt=2) == external.data
+
+
+def test_reflashing_over_old_firmware_erases_first(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "electron")
+    old, new = user_image("electron", payload(1, 7000)), user_image("electron", payload(200, 7000))
+    device = device_at(bus)
+    device.flash([old])
+    device.flash([new])
+    device.verify([new])
+    assert sim.read(new.address, new.size) == new.data
+
+
+def test_verify_names_the_first_differing_address(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "boron")
+    image = user_image("boron", payload(5, 9000))
+    device = device_at(bus)
+    device.flash([image])
+    sim.flash[0].program(image.address + 5000, b"\x00")  # a bit flips to 0 after the write
+    with pytest.raises(VerifyMismatch) as caught:
+        device.verify([image])
+    assert caught.value.address == image.address + 5000
+    assert caught.value.block == 1
+
+
+def test_images_that_do_not_belong_are_refused_before_touching_flash(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "photon")
+    device = device_at(bus)
+    with pytest.raises(WrongTarget, match="platform 12"):
+        device.flash([user_image("argon", b"x" * 100)])
+    with pytest.raises(WrongTarget, match="does not fit"):
+        device.flash([FlashImage("bootloader", b"\x00" * 100, 0x08000000)])  # read-only sectors
+    with pytest.raises(WrongTarget):
+        device.flash([FlashImage("huge", b"\x00" * 0x100, 0x080FFF80)])  # runs off the end
+    with pytest.raises(InputError):
+        device.flash([FlashImage("empty", b"", 0x080A0000)])
+    assert sim.blocks_received == 0
+
+
+def test_discovery_lists_only_particle_devices_in_dfu_mode(bus: SimulatedUsbBackend) -> None:
+    plug(bus, "argon", "1-2", device_id="aaaaaaaaaaaaaaaaaaaaaaaa")
+    plug(bus, "p2", "1-1.3", device_id="bbbbbbbbbbbbbbbbbbbbbbbb")
+    plug(bus, "boron", "1-4", mode="normal", device_id="cccccccccccccccccccccccc")
+    found = find_dfu_devices(backend=bus)
+    assert [(d.port_path, d.identify().device_id) for d in found] == [
+        ("1-1.3", "bbbbbbbbbbbbbbbbbbbbbbbb"),
+        ("1-2", "aaaaaaaaaaaaaaaaaaaaaaaa"),
+    ]
+    (normal,) = find_normal_mode_devices(backend=bus)
+    assert normal.describe().mode is Mode.NORMAL and normal.port_path == "1-4"
+
+
+def test_a_normal_mode_device_is_switched_into_dfu_and_flashed(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "boron", "1-4", mode="normal", device_id="cccccccccccccccccccccccc")
+    (device,) = find_normal_mode_devices(backend=bus, sleep=lambda _: None)
+    identity = device.identify()
+    assert identity.device_id == "cccccccccccccccccccccccc"
+    assert identity.firmware == f"Device OS {sim.spec.system_version}"
+    image = user_image("boron", payload(4, 6000))
+    device.flash([image])
+    assert sim.usb_mode.value == "dfu"
+    device.verify([image])
+    device.restart()
+    assert device.running_firmware() == f"Device OS {sim.spec.system_version}"
+    assert sim.usb_mode is UsbMode.NORMAL
+    assert sim.read(image.address, image.size) == image.data
+    assert sim.running is not None and sim.running.mode is RunMode.APPLICATION
+
+
+def test_normal_mode_device_that_never_comes_back_times_out(bus: SimulatedUsbBackend) -> None:
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    # This board takes far longer to reboot than the flasher is willing to wait.
+    sim = plug(bus, "argon", "1-4", mode="normal", clock=lambda: clock[0], reset_delay=1000.0)
+    (device,) = find_normal_mode_devices(backend=bus, clock=lambda: clock[0], sleep=sleep, dfu_timeout=3.0)
+    with pytest.raises(DeviceError, match="did not come back in DFU mode") as caught:
+        device.enter_dfu()
+    assert caught.value.reason.value == "timeout"
+    assert 3.0 <= clock[0] < 5.0
+    assert sim.usb_mode is UsbMode.NORMAL
+
+
+class FakeSerial:
+    opened: list[tuple[str, int]] = []
+
+    def __init__(self, port: str, *, baudrate: int, timeout: float) -> None:
+        FakeSerial.opened.append((port, baudrate))
+
+    def close(self) -> None:
+        raise OSError("device reset")
+
+
+def test_serial_trick_opens_the_port_at_14400_baud() -> None:
+    FakeSerial.opened.clear()
+    enter_dfu_via_serial("/dev/ttyACM0", serial_factory=FakeSerial)
+    assert FakeSerial.opened == [("/dev/ttyACM0", 14400)]
+
+    def refuse(port: str, **_: Any) -> None:
+        raise OSError("no such port")
+
+    with pytest.raises(DeviceError, match="14400 baud"):
+        enter_dfu_via_serial("/dev/ttyACM9", serial_factory=refuse)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the pty's speed with Linux TCGETS2")
+def test_serial_trick_on_a_real_pty() -> None:
+    master, slave = pty.openpty()
+    try:
+        enter_dfu_via_serial(os.ttyname(slave))
+        # struct termios2: four flag words, c_line + 19 c_cc bytes, then c_ispeed and c_ospeed.
+        words = array.array("I", [0] * 11)
+        fcntl.ioctl(slave, _TCGETS2, words)
+        assert (words[9], words[10]) == (14400, 14400)  # the line coding the device's USB stack sees
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_several_devices_flashed_from_threads_at_once(bus: SimulatedUsbBackend) -> None:
+    platforms = ["photon", "p1", "electron", "argon", "boron", "p2", "argon", "boron"]
+    sims = [plug(bus, platform, f"1-{n + 1}") for n, platform in enumerate(platforms)]
+    devices = {d.port_path: d for d in find_dfu_devices(backend=bus, sleep=lambda _: None)}
+    images = {sim.port_path: user_image(sim.platform.name, payload(n, 12000 + 997 * n)) for n, sim in enumerate(sims)}
+    errors: list[BaseException] = []
+    progress: dict[str, list[Progress]] = {port: [] for port in devices}
+
+    def work(port: str) -> None:
+        try:
+            device = devices[port]
+            device.flash([images[port]], progress[port].append)
+            device.verify([images[port]], progress[port].append)
+            device.restart()
+        except BaseException as exc:  # reported below with the port
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(port,)) for port in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    for sim in sims:
+        image = images[sim.port_path]
+        assert sim.read(image.address, image.size) == image.data
+        bus.enumerate_devices()  # let each device finish its reset
+        assert sim.running is not None and sim.running.mode is RunMode.APPLICATION
+        assert progress[sim.port_path][-1] == Progress(Phase.VERIFY, image.size, image.size, image.name)
