@@ -77,7 +77,7 @@ def encode_tlv(ext_type: int, body: bytes) -> bytes:
 
 def encode_product_data(product_id: int, product_version: int) -> bytes:
     """PRODUCT_DATA as the build writes it: the u32 id is ``FF FF <pid16>``."""
-    pid32 = 0xFFFFFFFF if product_id == 0xFFFF else (product_id << 16) | 0xFFFF
+    pid32 = (product_id << 16) | 0xFFFF
     return encode_tlv(ExtensionType.PRODUCT_DATA, TLV_PRODUCT_DATA.pack(pid32, product_version))
 
 
