@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -396,17 +396,25 @@ class ParticleDfuDevice(Device):
 
     # ---- flash / verify / restart
 
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[DfuSeClient]:
+        try:
+            yield self._open()
+        except DeviceError:
+            # Let go of the handle: a retry starts from a fresh claim, as after a re-plug.
+            self.close()
+            raise
+
     def flash(self, images: Sequence[FlashImage], progress: ProgressCallback = no_progress) -> None:
-        client = self._open()
-        plan = self._check_images(images)
-        for image, alt in plan:
-            self._select(client, alt.alt)
-            self._erase(client, image, alt.memory, progress)
-            self._write(client, image, progress)
+        with self._session() as client:
+            plan = self._check_images(images)
+            for image, alt in plan:
+                self._select(client, alt.alt)
+                self._erase(client, image, alt.memory, progress)
+                self._write(client, image, progress)
 
     def _erase(self, client: DfuSeClient, image: FlashImage, memory: MemoryMap, progress: ProgressCallback) -> None:
-        pages = [(page, size) for page, size in memory.pages(image.address, image.size)]
-        erasable = [(page, size) for page, size in pages if _erasable(memory, page)]
+        erasable = [(page, size) for page, size in memory.pages(image.address, image.size) if _erasable(memory, page)]
         total = sum(size for _, size in erasable)
         done = 0
         progress(Progress(Phase.ERASE, 0, total, image.name))
@@ -426,34 +434,22 @@ class ParticleDfuDevice(Device):
             address = image.address + offset
             if per_block_pointer:
                 client.set_address(address)
-                client.download_block(0, chunk, address, index=index)
-            else:
-                client.download_block(index, chunk, address, index=index)
+            client.download_block(0 if per_block_pointer else index, chunk, address, index=index)
             progress(Progress(Phase.WRITE, offset + len(chunk), image.size, image.name))
 
-    def verify(self, images: Sequence[FlashImage], progress: ProgressCallback = no_progress) -> None:
-        client = self._open()
-        plan = self._check_images(images)
-        for image, alt in plan:
-            self._select(client, alt.alt)
-            self._verify_one(client, image, progress)
-        client.go_idle()
-
-    def read(self, address: int, length: int, *, alt: int = 0) -> bytes:
-        """Read ``length`` bytes from ``address`` of ``alt`` with UPLOAD."""
-        client = self._open()
-        self._select(client, alt)
+    def _read_blocks(self, client: DfuSeClient, address: int, length: int) -> Iterator[tuple[int, int, bytes]]:
+        """``(index, address, data)`` for each block of ``[address, address+length)``, read with UPLOAD."""
         size = client.transfer_size
-        client.set_address(address)
-        client.go_idle()
-        out = bytearray()
+        per_block_pointer = self._functional is None
+        if not per_block_pointer:
+            client.set_address(address)
+            client.go_idle()
         for index, offset in enumerate(range(0, length, size)):
             want = min(size, length - offset)
-            block = 0 if self._functional is None else index
-            if self._functional is None:
+            if per_block_pointer:
                 client.set_address(address + offset)
                 client.go_idle()
-            data = client.upload_block(block, want, address + offset, index=index)
+            data = client.upload_block(0 if per_block_pointer else index, want, address + offset, index=index)
             if len(data) != want:
                 raise DfuProtocolError(
                     f"read block returned {len(data)} of {want} bytes",
@@ -461,34 +457,30 @@ class ParticleDfuDevice(Device):
                     block=index,
                     address=address + offset,
                 )
-            out += data
-        client.go_idle()
-        return bytes(out)
+            yield index, address + offset, data
+
+    def verify(self, images: Sequence[FlashImage], progress: ProgressCallback = no_progress) -> None:
+        with self._session() as client:
+            plan = self._check_images(images)
+            for image, alt in plan:
+                self._select(client, alt.alt)
+                self._verify_one(client, image, progress)
+            client.go_idle()
+
+    def read(self, address: int, length: int, *, alt: int = 0) -> bytes:
+        """Read ``length`` bytes from ``address`` of ``alt`` with UPLOAD."""
+        with self._session() as client:
+            self._select(client, alt)
+            out = b"".join(data for _, _, data in self._read_blocks(client, address, length))
+            client.go_idle()
+            return out
 
     def _verify_one(self, client: DfuSeClient, image: FlashImage, progress: ProgressCallback) -> None:
-        size = client.transfer_size
         progress(Progress(Phase.VERIFY, 0, image.size, image.name))
-        per_block_pointer = self._functional is None
-        if not per_block_pointer:
-            client.set_address(image.address)
-            client.go_idle()
-        for index, offset in enumerate(range(0, image.size, size)):
-            expected = image.data[offset : offset + size]
-            address = image.address + offset
-            if per_block_pointer:
-                client.set_address(address)
-                client.go_idle()
-                data = client.upload_block(0, len(expected), address, index=index)
-            else:
-                data = client.upload_block(index, len(expected), address, index=index)
+        for index, address, data in self._read_blocks(client, image.address, image.size):
+            offset = address - image.address
+            expected = image.data[offset : offset + len(data)]
             if data != expected:
-                if len(data) != len(expected):
-                    raise DfuProtocolError(
-                        f"verify {image.name}: read {len(data)} of {len(expected)} bytes",
-                        device=self.name,
-                        block=index,
-                        address=address,
-                    )
                 at = next(i for i, (a, b) in enumerate(zip(data, expected, strict=True)) if a != b)
                 raise VerifyMismatch(
                     f"verify {image.name}: reads {data[at]:#04x}, expected {expected[at]:#04x}",
@@ -502,9 +494,9 @@ class ParticleDfuDevice(Device):
     def restart(self) -> None:
         if self._left:
             return
-        client = self._open()
-        client.go_idle()
-        client.leave()
+        with self._session() as client:
+            client.go_idle()
+            client.leave()
         self._left = True
         self.close()
 

@@ -257,6 +257,7 @@ class Recovery(Enum):
     """What the host does next, given the device's status, to reach dfuIDLE."""
 
     NONE = "none"  # dfuIDLE with status OK
+    WAIT = "wait"  # busy finishing earlier work (dfuDNBUSY): poll again after bwPollTimeout
     CLRSTATUS = "clrstatus"
     ABORT = "abort"
     FAIL = "fail"  # application mode, or a state no request leads out of
@@ -275,6 +276,8 @@ def recovery_for(reply: StatusReply) -> Recovery:
         return Recovery.ABORT
     if reply.state is State.DFU_IDLE:
         return Recovery.NONE if reply.status is Status.OK else Recovery.CLRSTATUS
+    if reply.state is State.DFU_DNBUSY:
+        return Recovery.WAIT
     return Recovery.FAIL
 
 
@@ -452,6 +455,8 @@ class DfuSeClient:
                 )
             if reply.poll_timeout_ms:
                 self._sleep_poll(reply, 0.0, where)
+            if action is Recovery.WAIT:
+                continue
             if action is Recovery.CLRSTATUS:
                 self.clear_status()
             else:

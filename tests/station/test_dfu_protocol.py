@@ -143,8 +143,9 @@ def test_recovery_table() -> None:
     assert recovery_for(status(State.DFU_ERROR, Status.ERR_PROG)) is Recovery.CLRSTATUS
     for state in (State.DFU_DNLOAD_IDLE, State.DFU_UPLOAD_IDLE, State.DFU_DNLOAD_SYNC, State.DFU_MANIFEST_SYNC):
         assert recovery_for(status(state)) is Recovery.ABORT
-    for state in (State.APP_IDLE, State.APP_DETACH, State.DFU_MANIFEST, State.DFU_DNBUSY):
+    for state in (State.APP_IDLE, State.APP_DETACH, State.DFU_MANIFEST, State.DFU_MANIFEST_WAIT_RESET):
         assert recovery_for(status(state)) is Recovery.FAIL
+    assert recovery_for(BUSY) is Recovery.WAIT
     assert poll_outcome(BUSY) is Poll.WAIT
     assert poll_outcome(DN_IDLE) is Poll.DONE
     assert poll_outcome(status(State.DFU_ERROR, Status.ERR_PROG)) is Poll.ERROR
