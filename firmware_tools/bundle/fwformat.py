@@ -10,7 +10,15 @@ import io
 import zipfile
 
 from firmware_tools.bundle.archive import open_zip
-from firmware_tools.bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, Family, Manifest, manifest_json
+from firmware_tools.bundle.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Family,
+    ImageKind,
+    Manifest,
+    manifest_json,
+)
+from firmware_tools.bundle.partition_table import parse_partition_table
 from firmware_tools.bundle.verify import BundleVerification, VerifiedImage, verify_stream
 from firmware_tools.checks import Check, Expectations, ValidationReport
 from firmware_tools.errors import FirmwareError, FormatError
@@ -34,9 +42,24 @@ def _unchecked(data: bytes) -> BundleVerification:
     return result
 
 
+def _own_inspect(image: VerifiedImage, family: Family) -> dict[str, object]:
+    if image.kind is ImageKind.ESP_PARTITION_TABLE:
+        return parse_partition_table(image.data, name=image.name).to_json()
+    return _image_format(family).inspect(image.data)
+
+
+def _own_summary(image: VerifiedImage, family: Family) -> list[str]:
+    if image.kind is ImageKind.ESP_PARTITION_TABLE:
+        table = parse_partition_table(image.data, name=image.name)
+        return [
+            f"{p.label}: type {p.type} subtype {p.subtype} at {p.offset:#x}, {p.size} bytes" for p in table.partitions
+        ]
+    return _image_format(family).summary(image.data)
+
+
 def _image_json(image: VerifiedImage, family: Family) -> dict[str, object]:
     try:
-        own: object = _image_format(family).inspect(image.data)
+        own: object = _own_inspect(image, family)
     except FirmwareError as exc:
         own = {"error": exc.one_line()}
     return {"name": image.name, "kind": image.kind.value, "address": image.address, "inspect": own}
@@ -92,7 +115,7 @@ class ReleaseBundleFormat:
             if image is None:
                 continue
             try:
-                own = _image_format(m.target.family).summary(image.data)
+                own = _own_summary(image, m.target.family)
             except FirmwareError as exc:
                 own = [f"cannot read: {exc.one_line()}"]
             lines.extend("       " + line for line in own)

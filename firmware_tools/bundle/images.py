@@ -16,6 +16,7 @@ from firmware_tools.bundle.manifest import (
     ParticleFacts,
     Target,
 )
+from firmware_tools.bundle.partition_table import looks_like_partition_table, parse_partition_table
 from firmware_tools.checks import Check, Expectations
 from firmware_tools.errors import FormatError, UnsupportedError
 
@@ -31,6 +32,7 @@ FLASHABLE_KINDS = frozenset(
         ImageKind.USER_PART,
         ImageKind.ESP_BOOTLOADER,
         ImageKind.ESP_APP,
+        ImageKind.ESP_PARTITION_TABLE,
     }
 )
 
@@ -51,7 +53,7 @@ class ImageFacts:
 
     kind: ImageKind
     address: int
-    target: Target
+    target: Target | None  # None for what fits any device of its family (a partition table)
     particle: ParticleFacts | None
     esp: EspFacts | None
     checks: tuple[Check, ...]
@@ -103,10 +105,15 @@ def describe_particle(data: bytes, *, name: str | None, expect: Expectations) ->
 
 
 def describe_esp(data: bytes, *, name: str | None, address: int, expect: Expectations) -> ImageFacts:
-    """Facts and checks of an ESP app or bootloader image to be written at ``address``."""
+    """Facts and checks of an ESP app, bootloader or partition table to be written at ``address``."""
     from firmware_tools.esp import parse_esp_image
     from firmware_tools.esp.validate import check_image
 
+    if looks_like_partition_table(data):
+        table = parse_partition_table(data, name=name)
+        return ImageFacts(
+            ImageKind.ESP_PARTITION_TABLE, address, None, None, None, (*table.checks(), _sector_check(address))
+        )
     image = parse_esp_image(data, name=name)
     if image.app is not None:
         kind = ImageKind.ESP_APP
@@ -120,10 +127,14 @@ def describe_esp(data: bytes, *, name: str | None, address: int, expect: Expecta
         app_version=image.app.version if image.app is not None else None,
         project_name=image.app.project_name if image.app is not None else None,
     )
-    checks = list(check_image(image, expect).checks)
+    checks = (*check_image(image, expect).checks, _sector_check(address))
+    return ImageFacts(kind, address, Target(Family.ESP, chip=image.chip_key), None, facts, checks)
+
+
+def _sector_check(address: int) -> Check:
     if address % ESP_SECTOR:
-        checks.append(Check("address", False, f"{address:#x} is not on a 4 KiB flash sector boundary"))
-    return ImageFacts(kind, address, Target(Family.ESP, chip=image.chip_key), None, facts, tuple(checks))
+        return Check("address", False, f"{address:#x} is not on a 4 KiB flash sector boundary")
+    return Check("address", True, f"{address:#x} starts a 4 KiB flash sector")
 
 
 def describe_image(

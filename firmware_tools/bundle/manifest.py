@@ -61,6 +61,7 @@ class ImageKind(enum.Enum):
     ASSET = "asset"
     ESP_BOOTLOADER = "esp-bootloader"
     ESP_APP = "esp-app"
+    ESP_PARTITION_TABLE = "esp-partition-table"
 
     @property
     def family(self) -> Family:
@@ -209,6 +210,9 @@ def _check_entry(entry: ImageEntry, target: Target) -> None:
         for what, value in (("product_id", facts.product_id), ("product_version", facts.product_version)):
             if value is not None:
                 _check_int(value, f"{entry.name}: {what}", 0, MAX_U16)
+    elif entry.kind is ImageKind.ESP_PARTITION_TABLE:
+        if entry.esp is not None or entry.particle is not None:
+            raise _bad(f"{entry.name}: a partition table carries no image facts")
     else:
         esp = entry.esp
         if esp is None or entry.particle is not None:
@@ -359,8 +363,8 @@ def _decode_image(raw: object, index: int) -> ImageEntry:
     if not isinstance(raw, dict):
         raise _bad(f"{what} must be an object")
     base = ("name", "kind", "address", "size", "sha256")
-    facts_key = "particle" if "particle" in raw else "esp"
-    d = _object(raw, what, (*base, facts_key))
+    facts_key = "particle" if "particle" in raw else "esp" if "esp" in raw else None
+    d = _object(raw, what, (*base, facts_key) if facts_key else base)
     kind = _enum(ImageKind, d["kind"], f"{what}.kind")
     particle: ParticleFacts | None = None
     esp: EspFacts | None = None
@@ -378,7 +382,7 @@ def _decode_image(raw: object, index: int) -> ImageEntry:
             product_id=_opt_int(p["product_id"], f"{what}.particle.product_id"),
             product_version=_opt_int(p["product_version"], f"{what}.particle.product_version"),
         )
-    else:
+    elif facts_key == "esp":
         e = _object(d["esp"], f"{what}.esp", ("chip", "chip_id", "app_version", "project_name"))
         esp = EspFacts(
             chip=_check_text(e["chip"], f"{what}.esp.chip", MAX_TEXT_CHARS),

@@ -33,6 +33,7 @@ from firmware_tools.bundle.manifest import (
     check_image_name,
     encode_manifest,
 )
+from firmware_tools.bundle.partition_table import looks_like_partition_table
 from firmware_tools.bundle.verify import verify_stream
 from firmware_tools.checks import Check, Expectations
 from firmware_tools.errors import CheckFailed, FirmwareError, FormatError, UnsupportedError
@@ -122,7 +123,7 @@ def _prepare_particle(items: list[_Candidate], product_id: int, product_version:
 
     for c in items:
         c.facts = describe_particle(c.data, name=c.name, expect=Expectations())
-    platforms = {c.facts.target for c in items if c.facts is not None}
+    platforms = {c.facts.target for c in items if c.facts is not None and c.facts.target is not None}
     if len(platforms) > 1:
         listed = ", ".join(sorted(f"{t.platform_name} ({t.platform_id})" for t in platforms))
         raise UnsupportedError(f"the modules are for different platforms: {listed}")
@@ -140,12 +141,14 @@ def _prepare_particle(items: list[_Candidate], product_id: int, product_version:
 
 def _prepare_esp(items: list[_Candidate]) -> Target:
     first: Target | None = None
-    for c in items:
+    # Images (which name their chip) first, so every later one is checked against the first chip.
+    for c in sorted(items, key=lambda c: looks_like_partition_table(c.data)):
         assert c.address is not None
         chip = first.chip if first is not None else None
         c.facts = describe_esp(c.data, name=c.name, address=c.address, expect=Expectations(chip=chip))
         first = first or c.facts.target
-    assert first is not None
+    if first is None:
+        raise UnsupportedError("an ESP release needs at least one app or bootloader image to name the chip")
     return first
 
 

@@ -172,7 +172,7 @@ def _image_checks(out: _Checks, manifest: Manifest, entry: ImageEntry, data: byt
         out.add(f"{entry.name}: metadata", False, f"the image cannot be read as a {t.family.value} image: {exc}")
         return
     problems = _diff(entry, facts.kind, facts.address, facts.particle, facts.esp)
-    if facts.target != t:
+    if facts.target is not None and facts.target != t:
         problems.append("target: the image is for another device than the manifest's target")
     out.add(
         f"{entry.name}: metadata",

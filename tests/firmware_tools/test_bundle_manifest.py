@@ -59,18 +59,22 @@ def particle_entry(draw: st.DrawFn, platform_id: int) -> ImageEntry:
 
 @st.composite
 def esp_entry(draw: st.DrawFn, chip: str) -> ImageEntry:
-    return ImageEntry(
-        name=draw(names),
-        kind=draw(st.sampled_from([ImageKind.ESP_APP, ImageKind.ESP_BOOTLOADER])),
-        address=draw(st.integers(0, 0xFFFFFFFF)),
-        size=draw(st.integers(1, 1 << 20)),
-        sha256=draw(sha),
-        esp=EspFacts(
+    kind = draw(st.sampled_from([ImageKind.ESP_APP, ImageKind.ESP_BOOTLOADER, ImageKind.ESP_PARTITION_TABLE]))
+    facts = None
+    if kind is not ImageKind.ESP_PARTITION_TABLE:
+        facts = EspFacts(
             chip=chip,
             chip_id=draw(u16),
             app_version=draw(st.none() | printable),
             project_name=draw(st.none() | printable),
-        ),
+        )
+    return ImageEntry(
+        name=draw(names),
+        kind=kind,
+        address=draw(st.integers(0, 0xFFFFFFFF)),
+        size=draw(st.integers(1, 1 << 20)),
+        sha256=draw(sha),
+        esp=facts,
     )
 
 
