@@ -66,6 +66,8 @@ def read_firmware(path: str | Path) -> FirmwareFile:
         size = p.stat().st_size
     except OSError as exc:
         raise FormatError(f"cannot read: {exc.strerror}", file=str(p)) from exc
+    if size == 0:
+        raise FormatError("file is empty", file=str(p), hint="was the build or the copy interrupted?")
     if size > MAX_FIRMWARE_BYTES:
         raise FormatError(
             f"file is {size} bytes, larger than the {MAX_FIRMWARE_BYTES} a firmware image may be",

@@ -23,6 +23,7 @@ COMMANDS = {
 
 
 @click.group(
+    name="fwtool",
     cls=LazyGroup,
     lazy_commands=COMMANDS,
     error_types=(FirmwareError,),

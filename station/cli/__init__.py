@@ -25,6 +25,7 @@ COMMANDS = {
 
 
 @click.group(
+    name="station",
     cls=LazyGroup,
     lazy_commands=COMMANDS,
     error_types=(StationError, FirmwareError),
