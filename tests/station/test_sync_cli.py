@@ -1,0 +1,200 @@
+"""``station sync`` through click's CliRunner, and as a real process killed with SIGKILL mid-sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from station.cli import main
+from station.sim.faults import FaultKind
+from station.store import OutboxState, Registry
+from tests.station.test_cloud_fixtures import (  # noqa: F401  (the cloud fixture)
+    PRODUCT,
+    TOKEN,
+    Cloud,
+    bulk_enqueue,
+    cloud_fixture,
+    device_ids,
+)
+
+
+def make_db(path: Path, ids: list[str], product: str = PRODUCT) -> None:
+    with Registry(path) as registry:
+        bulk_enqueue(registry, ids, product)
+
+
+def run(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_sync_prints_counts_and_ids_needing_attention(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    nonmember = f"{777:024x}"
+    cloud.console.state.claim_elsewhere([nonmember])
+    make_db(db, [*device_ids(30), nonmember, "zz-bad"])
+    code, out, err = run(
+        ["sync", "--db", str(db), "--product", PRODUCT, "--base-url", cloud.url, "--batch-size", "10"],
+        env={"PARTICLE_ACCESS_TOKEN": TOKEN},
+    )
+    assert code == 1, err
+    assert f"product {PRODUCT}: 0 pending, 30 synced, 1 invalid, 1 needs-attention, 0 protected" in out
+    assert "4 request(s), 32 device(s) sent" in out
+    assert f"{nonmember}  needs-attention  claimed by an account outside the product team" in out
+    assert "zz-bad  invalid" in out
+    assert TOKEN not in out + err
+
+
+def test_clean_sync_exits_0_and_json_and_verify(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(25))
+    env = {"ACME_TOKEN": TOKEN}
+    args = ["sync", "--db", str(db), "--base-url", cloud.url, "--token-env", "ACME_TOKEN", "--verify", "--json"]
+    code, out, err = run(args, env=env)
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["ok"] is True and report["attention"] == 0
+    (product,) = report["products"]
+    assert product["product"] == PRODUCT
+    assert product["counts"]["synced"] == 25
+    assert product["run"]["outcomes"] == {"updated": 25}
+    assert product["verify"] == {
+        "ok": True,
+        "listed": 25,
+        "believed_synced": 25,
+        "missing": [],
+        "listed_but_pending": [],
+    }
+    # Someone removes a device in the console: --verify notices, and says which.
+    with cloud.client() as client:
+        client._request("DELETE", f"/v1/products/{PRODUCT}/devices/{device_ids(1)[0]}", scope="devices:remove")
+    code, out, _ = run(args, env=env)
+    assert code == 1
+    assert json.loads(out)["products"][0]["verify"]["missing"] == [device_ids(1)[0]]
+
+
+def test_dry_run_needs_no_token_and_sends_nothing(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(1201))
+    code, out, _ = run(["sync", "--db", str(db), "--dry-run", "--base-url", cloud.url], env={})
+    assert code == 0
+    assert "would send 1201 device(s) in 3 request(s)" in out
+    assert cloud.console.stats().requests == 0
+
+
+def test_token_file_and_its_mode(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(3))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o644)
+    args = ["sync", "--db", str(db), "--base-url", cloud.url, "--token-file", str(token_file)]
+    code, out, err = run(args, env={})
+    assert code == 2
+    assert f"chmod 600 {token_file}" in err and TOKEN not in out + err
+    token_file.chmod(0o600)
+    code, out, err = run(args, env={})
+    assert code == 0, err
+    assert "3 synced" in out
+
+
+def test_missing_token_is_a_usage_error(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(3))
+    code, _, err = run(["sync", "--db", str(db), "--base-url", cloud.url], env={"PARTICLE_ACCESS_TOKEN": ""})
+    assert code == 2 and "PARTICLE_ACCESS_TOKEN" in err
+
+
+def test_rejected_token_stops_with_scope_and_exit_1(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(3))
+    secret = "f" * 40
+    code, out, err = run(["sync", "--db", str(db), "--base-url", cloud.url], env={"PARTICLE_ACCESS_TOKEN": secret})
+    assert code == 1
+    assert "devices:import" in err and "3 pending" in out
+    assert secret not in out + err
+
+
+def test_unreachable_cloud_gives_up_and_exits_1(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(3))
+    cloud.console.inject(FaultKind.ERROR_STATUS, times=100)
+    code, out, _ = run(
+        ["sync", "--db", str(db), "--base-url", cloud.url, "--max-failures", "1"],
+        env={"PARTICLE_ACCESS_TOKEN": TOKEN},
+    )
+    assert code == 1
+    assert "gave up after 1 failed requests" in out and "3 pending" in out
+
+
+def test_profile_cloud_section(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(4), product="acme-tracker")
+    token_file = tmp_path / "tok"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    profile = tmp_path / "line1.toml"
+    profile.write_text(
+        'station_id = "line-1"\nbundle = "b.fwpkg"\nrequire_signature = false\n\n[cloud]\nproduct = "acme-tracker"\n'
+        f'base_url = "{cloud.url}"\ntoken_file = "tok"\nbatch_size = 2\n'
+    )
+    code, out, err = run(["sync", "--db", str(db), "--profile", str(profile)], env={})
+    assert code == 0, out + err
+    assert "product acme-tracker: 0 pending, 4 synced" in out and "2 request(s)" in out
+    profile.write_text('station_id = "x"\nbundle = "b"\nrequire_signature = false\n[cloud]\nproduct = "p"\nbatch = 2\n')
+    code, _, err = run(["sync", "--db", str(db), "--profile", str(profile)], env={})
+    assert code == 2 and "batch" in err
+
+
+def test_missing_registry_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, err = run(["sync", "--db", str(tmp_path / "none.db"), "--dry-run"], env={})
+    assert code == 2 and "no registry" in err
+
+
+def test_kill_9_during_sync_then_resume(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    ids = device_ids(400)
+    make_db(db, ids)
+    cloud.console.latency = 0.15  # slow answers, so the kill lands mid-run
+    env = {
+        **os.environ,
+        "PARTICLE_ACCESS_TOKEN": TOKEN,
+        "BENCHFLASH_DB": str(db),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    station = "import sys; from station.cli import main; sys.argv[0] = 'station'; main()"
+    command = [sys.executable, "-c", station, "sync", "--base-url", cloud.url, "--batch-size", "10"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while cloud.console.stats().import_requests < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with Registry(db, create=False) as registry:
+        counts = registry.outbox.counts(PRODUCT)
+    assert 0 < counts[OutboxState.SYNCED] < 400 and counts[OutboxState.PENDING] > 0
+
+    cloud.console.latency = 0.0
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 pending, 400 synced" in done.stdout
+    with Registry(db, create=False) as registry:
+        assert all(e.state is OutboxState.SYNCED for e in registry.outbox.entries())
+    added = cloud.console.stats().added
+    assert len(added) == 400 and set(added.values()) == {1}
+    assert sorted(cloud.console.product_device_ids(PRODUCT)) == ids
+    assert TOKEN not in done.stdout + done.stderr
