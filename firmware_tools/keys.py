@@ -174,7 +174,12 @@ def write_key_pair(
                     "already exists; refusing to replace a key", file=str(p), hint="choose another --out"
                 )
     write_atomic(private_path, private_key_pem(key, passphrase), mode=PRIVATE_KEY_MODE)
-    write_atomic(public_path, key.public.pem(), mode=PUBLIC_KEY_MODE)
+    try:
+        write_atomic(public_path, key.public.pem(), mode=PUBLIC_KEY_MODE)
+    except BaseException:
+        # Half a key pair is worse than none: a private key whose public half was never written.
+        private_path.unlink(missing_ok=True)
+        raise
     return KeyFiles(private_path, public_path, key.key_id, key.algorithm)
 
 

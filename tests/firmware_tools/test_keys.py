@@ -196,3 +196,10 @@ def test_passphrase_from_environment() -> None:
     assert keys.read_passphrase_env("PW", {"PW": "s3cret"}) == b"s3cret"
     with pytest.raises(FirmwareError, match="PW is not set"):
         keys.read_passphrase_env("PW", {})
+
+
+def test_no_half_key_pair_is_left_when_the_public_half_cannot_be_written(tmp_path: Path) -> None:
+    (tmp_path / "acme.pub").mkdir()  # a folder where the .pub file must go: the rename fails
+    with pytest.raises(FirmwareError, match="cannot write"):
+        keys.write_key_pair(keys.generate_key(), tmp_path / "acme", overwrite=True)
+    assert not (tmp_path / "acme.key").exists()
