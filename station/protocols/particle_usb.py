@@ -39,18 +39,24 @@ class Platform:
     platform_id: int
     name: str
     display: str  # as in the "<display> DFU Mode" USB product string
-    generation: str  # "gen2" (STM32F2), "gen3" (nRF52840), "rtl872x"
+    generation: str  # "gen1" (Core, STM32F1), "gen2" (STM32F2), "gen3" (nRF52840), "rtl872x"
+
+    @property
+    def vid(self) -> int:
+        return CORE_VID if self.platform_id == 0 else PARTICLE_VID
 
     @property
     def dfu_pid(self) -> int:
-        return DFU_PID_BASE | self.platform_id
+        return CORE_DFU_PID if self.platform_id == 0 else DFU_PID_BASE | self.platform_id
 
     @property
     def normal_pid(self) -> int:
-        return NORMAL_PID_BASE | self.platform_id
+        return CORE_NORMAL_PID if self.platform_id == 0 else NORMAL_PID_BASE | self.platform_id
 
 
+CORE = Platform(0, "core", "Core", "gen1")
 PLATFORMS: tuple[Platform, ...] = (
+    CORE,
     Platform(6, "photon", "Photon", "gen2"),
     Platform(8, "p1", "P1", "gen2"),
     Platform(10, "electron", "Electron", "gen2"),
@@ -79,10 +85,12 @@ def platform_by_name(name: str) -> Platform | None:
 
 def platform_for_usb(vid: int, pid: int) -> tuple[Platform, bool] | None:
     """``(platform, in_dfu_mode)`` for a USB vendor/product pair, or None if it is not a known Particle."""
+    if vid == CORE_VID and pid in (CORE_DFU_PID, CORE_NORMAL_PID):
+        return CORE, pid == CORE_DFU_PID
     if vid != PARTICLE_VID:
         return None
     platform = _BY_ID.get(pid & 0xFF)
-    if platform is None or pid & 0xFF00 not in (DFU_PID_BASE, NORMAL_PID_BASE):
+    if platform is None or platform is CORE or pid & 0xFF00 not in (DFU_PID_BASE, NORMAL_PID_BASE):
         return None
     return platform, pid & 0xFF00 == DFU_PID_BASE
 

@@ -8,10 +8,14 @@ import os
 import pty
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from firmware_tools.errors import FirmwareError
 from firmware_tools.particle import ModuleFunction, pack_module, parse_module
 from station.devices.base import Family, FlashImage, Mode, Phase, Progress
 from station.devices.particle_dfu import (
@@ -24,6 +28,7 @@ from station.errors import DeviceError, InputError, VerifyMismatch, WrongTarget
 from station.sim.dfu_device import RunMode, SimulatedDfuDevice, UsbMode
 from station.sim.timing import TimingModel
 from station.sim.usb_backend import SimulatedUsbBackend
+from tests.conftest import fixture_files
 
 _TCGETS2 = 0x802C542A
 PLATFORM_IDS = {"photon": 6, "p1": 8, "electron": 10, "argon": 12, "boron": 13, "p2": 32}
@@ -289,3 +294,75 @@ def test_several_devices_flashed_from_threads_at_once(bus: SimulatedUsbBackend) 
         bus.enumerate_devices()  # let each device finish its reset
         assert sim.running is not None and sim.running.mode is RunMode.APPLICATION
         assert progress[sim.port_path][-1] == Progress(Phase.VERIFY, image.size, image.size, image.name)
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize("platform", ["photon", "argon", "p2"])
+def test_modelled_time_of_a_job_is_at_least_the_stated_lower_bound(bus: SimulatedUsbBackend, platform: str) -> None:
+    fake = FakeTime()
+    timing = TimingModel(clock=fake.clock, sleep=fake.sleep)
+    sim = bus.attach(SimulatedDfuDevice(platform, port_path="1-1", timing=timing, clock=fake.clock))
+    image = user_image(platform, payload(11, 60000))
+    bound = sim.lower_bound([image])
+    timing.reset()
+    device = device_at(bus, clock=fake.clock, sleep=fake.sleep)
+    device.flash([image])
+    device.verify([image])
+    device.restart()
+    assert bound <= timing.spent < 1.5 * bound
+    assert timing.by_kind["erase"] > 0 and timing.by_kind["program"] > 0 and timing.by_kind["usb"] > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    offset=st.integers(0, 40).map(lambda n: n * 0x1000 + 0xB4000), size=st.integers(1, 20000), seed=st.integers(0, 255)
+)
+def test_any_range_reads_back_identical(offset: int, size: int, seed: int) -> None:
+    bus = SimulatedUsbBackend()
+    sim = plug(bus, "boron")
+    sim.preload(offset, b"\x00" * 0x1000)  # something to erase
+    image = FlashImage("raw", payload(seed, size), offset)
+    device = device_at(bus)
+    device.flash([image])
+    device.verify([image])
+    assert sim.read(offset, size) == image.data
+    assert device.read(offset, size) == image.data
+
+
+@pytest.mark.parametrize("path", fixture_files("particle"), ids=lambda p: p.name)
+def test_real_modules_flash_and_boot_or_are_refused_before_writing(path: Path) -> None:
+    data = path.read_bytes()
+    try:
+        module = parse_module(data)
+    except FirmwareError:
+        pytest.skip("not a module")
+    names = {6: "photon", 8: "p1", 10: "electron", 12: "argon", 13: "boron", 14: "xenon", 15: "esomx"}
+    names |= {23: "bsom", 25: "b5som", 26: "tracker", 32: "p2", 35: "msom"}
+    platform = names.get(module.prefix.platform_id)
+    if platform is None:
+        pytest.skip(f"platform {module.prefix.platform_id} is not simulated")
+    bus = SimulatedUsbBackend()
+    sim = plug(bus, platform)
+    image = FlashImage(path.name, data, module.prefix.start_address, platform_id=module.prefix.platform_id)
+    device = device_at(bus)
+    try:
+        device.flash([image])
+    except WrongTarget:
+        assert sim.blocks_received == 0  # e.g. a bootloader: not writable over DFU
+        return
+    device.verify([image])
+    device.restart()
+    report = sim.running
+    assert report is not None
+    assert report.modules[0].address == image.address
+    assert report.modules[0].crc_ok is module.crc_ok
