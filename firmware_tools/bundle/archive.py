@@ -74,8 +74,9 @@ def _deflates_within_ratio(data: bytes) -> bool:
 
 def pack_members(members: Sequence[tuple[str, bytes]], *, timestamp: datetime) -> bytes:
     """A zip of ``members`` in the given order, byte-for-byte the same for the same input."""
-    stamp = (max(timestamp.year, 1980), timestamp.month, timestamp.day, timestamp.hour, timestamp.minute,
-             timestamp.second)  # fmt: skip
+    t = timestamp
+    # Zip timestamps start in 1980; every member gets the release time so the zip is reproducible.
+    stamp = (max(t.year, 1980), t.month, t.day, t.hour, t.minute, t.second)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         for name, data in members:

@@ -179,8 +179,8 @@ def _image_checks(out: _Checks, manifest: Manifest, entry: ImageEntry, data: byt
         not problems,
         "; ".join(problems) if problems else "what the image says matches the manifest",
     )
-    for check in (*facts.checks, *product_checks(facts, product_id=manifest.product.id,
-                                                 product_version=manifest.product_version)):  # fmt: skip
+    product = product_checks(facts, product_id=manifest.product.id, product_version=manifest.product_version)
+    for check in (*facts.checks, *product):
         out.add(f"{entry.name}: {check.name}", check.ok, check.reason)
 
 
