@@ -408,9 +408,12 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "1", "yes", "on")
 
 
+_LINE_BREAK = re.compile(r"\r?\n")
+
+
 def split_identifiers(text: str) -> list[str]:
     """One identifier per line; CRLF or LF, trimmed, blank lines dropped (as particle-cli reads files)."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [line.strip() for line in _LINE_BREAK.split(text) if line.strip()]
 
 
 # -- route handlers -------------------------------------------------------------------------------
