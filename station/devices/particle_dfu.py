@@ -512,6 +512,8 @@ class ParticleDfuDevice(Device):
         while True:
             for found in _particle_devices(self._backend):
                 if found.serial and device_id_from_serial(found.serial) == device_id:
+                    if found.dfu and _same_enumeration(found.usb_device, self.usb_device):
+                        continue  # still the bootloader we left, counting down to its reset
                     if found.dfu:
                         return "DFU mode"
                     version = _system_version(found.usb_device, self.control_timeout_ms)
@@ -526,6 +528,11 @@ class ParticleDfuDevice(Device):
         self._transport = None
         self._client = None
         self._current_alt = None
+
+
+def _same_enumeration(a: Any, b: Any) -> bool:
+    """Same bus address: the host assigns a new one every time a device enumerates."""
+    return bool((a.bus, a.address) == (b.bus, b.address))
 
 
 def _erasable(memory: MemoryMap, page: int) -> bool:

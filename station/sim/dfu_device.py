@@ -322,6 +322,7 @@ class SimulatedDfuDevice:
         self._running: RunReport | None = None
         self.resets = 0
         self._session = _Session()
+        self._owed: list[tuple[float, str]] = []
         self._lock = threading.RLock()
 
     # ---- identity
@@ -462,6 +463,16 @@ class SimulatedDfuDevice:
 
     # ---- USB entry points (called by the backend with the device lock free)
 
+    def _charge(self, seconds: float, what: str) -> None:
+        self._owed.append((seconds, what))
+
+    def _pay(self) -> None:
+        """Spend what the last transfer cost, outside the lock: the host thread waits, the bus does not."""
+        with self._lock:
+            owed, self._owed = self._owed, []
+        for seconds, what in owed:
+            self.timing.spend(seconds, what)
+
     def control(
         self,
         request_type: int,
@@ -473,34 +484,55 @@ class SimulatedDfuDevice:
         generation: int,
     ) -> bytes | int:
         """One control transfer. ``data`` is the OUT payload, or the IN length; returns bytes for IN."""
-        with self._lock:
-            self.tick()
-            if not self.present or generation != self.generation:
-                raise UsbGone()
-            nbytes = data if isinstance(data, int) else len(data)
-            self.timing.spend(USB_FULL_SPEED_CONTROL.cost(8 + nbytes), "usb")
-            kind = (request_type >> 5) & 3
-            if kind == 0:
-                return self._standard(request_type, request, value, index, data)
-            if self._usb_mode is UsbMode.DFU and kind == 1 and (request_type & 0x1F) == 1:
-                if index != 0:
-                    raise UsbStalled()
-                if request_type & 0x80:
-                    assert isinstance(data, int)
-                    return self._dfu_in(request, value, data, timeout_ms)
-                assert isinstance(data, bytes)
-                self._dfu_out(request, value, data)
-                return len(data)
-            if self._usb_mode is UsbMode.NORMAL and kind == 2:
-                return self._vendor(request_type, request, value, index, data)
-            raise UsbStalled()
+        try:
+            with self._lock:
+                return self._control(request_type, request, value, index, data, timeout_ms, generation)
+        finally:
+            self._pay()
+
+    def _control(
+        self,
+        request_type: int,
+        request: int,
+        value: int,
+        index: int,
+        data: bytes | int,
+        timeout_ms: int,
+        generation: int,
+    ) -> bytes | int:
+        self.tick()
+        if not self.present or generation != self.generation:
+            raise UsbGone()
+        nbytes = data if isinstance(data, int) else len(data)
+        self._charge(USB_FULL_SPEED_CONTROL.cost(8 + nbytes), "usb")
+        kind = (request_type >> 5) & 3
+        if kind == 0:
+            return self._standard(request_type, request, value, index, data)
+        if self._usb_mode is UsbMode.DFU and kind == 1 and (request_type & 0x1F) == 1:
+            if index != 0:
+                raise UsbStalled()
+            if request_type & 0x80:
+                assert isinstance(data, int)
+                return self._dfu_in(request, value, data, timeout_ms)
+            assert isinstance(data, bytes)
+            self._dfu_out(request, value, data)
+            return len(data)
+        if self._usb_mode is UsbMode.NORMAL and kind == 2:
+            return self._vendor(request_type, request, value, index, data)
+        raise UsbStalled()
 
     def set_alt_setting(self, interface: int, alt: int, generation: int) -> None:
+        try:
+            self._set_alt_setting(interface, alt, generation)
+        finally:
+            self._pay()
+
+    def _set_alt_setting(self, interface: int, alt: int, generation: int) -> None:
         with self._lock:
             self.tick()
             if not self.present or generation != self.generation:
                 raise UsbGone()
-            self.timing.spend(USB_FULL_SPEED_CONTROL.cost(8), "usb")
+            self._charge(USB_FULL_SPEED_CONTROL.cost(8), "usb")
             if self._usb_mode is not UsbMode.DFU or interface != 0 or not 0 <= alt < len(self.spec.alts):
                 raise UsbStalled()
             self._session.alt = alt
@@ -531,7 +563,7 @@ class SimulatedDfuDevice:
             return b"\x01"[:data]
         if request in (0x09, 0x0B) and not request_type & 0x80:  # SET_CONFIGURATION / SET_INTERFACE
             if request == 0x0B:
-                self.set_alt_setting(index, value, self.generation)
+                self._set_alt_setting(index, value, self.generation)
             return 0
         raise UsbStalled()
 
@@ -635,7 +667,7 @@ class SimulatedDfuDevice:
         if state is State.DFU_DNLOAD_SYNC and pending is not None:
             unit = pending.unit
             if unit is not None and self.faults.take(FaultKind.STALL, unit):
-                self.timing.spend(timeout_ms / 1000.0, "timeout")
+                self._charge(timeout_ms / 1000.0, "timeout")
                 raise UsbNoAnswer()
             poll = 0
             if unit is not None and self.faults.take(FaultKind.SLOW_POLL, unit):
@@ -685,7 +717,7 @@ class SimulatedDfuDevice:
             self._fail(Status.ERR_PROG)
             return
         kind = self.spec.alts[session.alt].kind
-        self.timing.spend(_flash_spec(kind, segment.page_size).program_cost(len(pending.data)), "program")
+        self._charge(_flash_spec(kind, segment.page_size).program_cost(len(pending.data)), "program")
         flash.program(address, pending.data)
         self._note_written(session.alt, address, address + len(pending.data))
 
@@ -725,7 +757,7 @@ class SimulatedDfuDevice:
                 return
             page = segment.page_start(address)
             kind = self.spec.alts[session.alt].kind
-            self.timing.spend(_flash_spec(kind, segment.page_size).erase_cost(1), "erase")
+            self._charge(_flash_spec(kind, segment.page_size).erase_cost(1), "erase")
             self.flash[session.alt].erase(page, segment.page_size)
             return
         if command == DfuseCommand.ENTER_SAFE_MODE and self.platform.generation != "gen2":

@@ -366,3 +366,30 @@ def test_real_modules_flash_and_boot_or_are_refused_before_writing(path: Path) -
     assert report is not None
     assert report.modules[0].address == image.address
     assert report.modules[0].crc_ok is module.crc_ok
+
+
+def test_running_firmware_waits_out_the_manifestation_countdown(bus: SimulatedUsbBackend) -> None:
+    fake = FakeTime()
+    sim = plug(bus, "argon", clock=fake.clock, reset_delay=2.0)
+    image = user_image("argon", payload(1, 3000))
+    device = device_at(bus, clock=fake.clock, sleep=fake.sleep)
+    device.flash([image])
+    device.restart()
+    assert sim.usb_mode is UsbMode.DFU  # still counting down in dfuMANIFEST-WAIT-RESET
+    assert device.running_firmware() == f"Device OS {sim.spec.system_version}"
+    assert 2.0 <= fake.now < 3.0
+
+
+def test_running_firmware_says_when_the_bootloader_refused_to_boot(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "photon")
+    broken = bytearray(
+        pack_module(payload(3, 9000), platform_id=6, function=ModuleFunction.SYSTEM_PART, start_address=0x08020000)
+    )
+    broken[-2] ^= 0xFF  # a CRC that does not match
+    image = FlashImage("system-part1", bytes(broken), 0x08020000)
+    device = device_at(bus)
+    device.flash([image])
+    device.verify([image])  # the bytes are what was sent: only the boot check can tell
+    device.restart()
+    assert device.running_firmware() == "DFU mode"
+    assert sim.running is not None and sim.running.mode is RunMode.DFU
