@@ -216,8 +216,7 @@ def check_private_key_mode(path: str | Path) -> None:
 
 def is_encrypted_private_key(path: str | Path) -> bool:
     """True when the PEM at ``path`` is an encrypted private key (so a passphrase is needed)."""
-    raw = _read_key_file(Path(path))
-    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in raw or b"Proc-Type: 4,ENCRYPTED" in raw
+    return is_encrypted_pem(_read_key_file(Path(path)))
 
 
 def load_signing_key(path: str | Path, *, passphrase: bytes | None = None, allow_insecure: bool = False) -> SigningKey:
@@ -225,9 +224,15 @@ def load_signing_key(path: str | Path, *, passphrase: bytes | None = None, allow
     p = Path(path)
     if not allow_insecure:
         check_private_key_mode(p)
-    raw = _read_key_file(p)
+    return parse_signing_key(_read_key_file(p), passphrase=passphrase, name=str(p))
+
+
+def parse_signing_key(pem: bytes, *, passphrase: bytes | None = None, name: str | None = None) -> SigningKey:
+    """A private key from PEM bytes (e.g. a CI secret that never touches the disk)."""
+    if len(pem) > MAX_KEY_FILE_BYTES:
+        raise FormatError(f"{len(pem)} bytes is too large for a private key", file=name)
     try:
-        private = serialization.load_pem_private_key(raw, password=passphrase or None)
+        private = serialization.load_pem_private_key(pem, password=passphrase or None)
     except TypeError:
         # cryptography says whether a password was missing or unexpected; its text holds no key bytes.
         needed = passphrase is None
@@ -235,14 +240,14 @@ def load_signing_key(path: str | Path, *, passphrase: bytes | None = None, allow
             "private key is encrypted and no passphrase was given"
             if needed
             else "private key is not encrypted but a passphrase was given",
-            file=str(p),
-            hint="pass --passphrase or --passphrase-env" if needed else "drop the passphrase option",
+            file=name,
+            hint="pass --passphrase-env, or answer the prompt" if needed else "drop the passphrase option",
         ) from None
     except (ValueError, UnsupportedAlgorithm):
         # Never chain the original: some messages quote the offending bytes.
         raise FormatError(
             "not a readable PEM private key, or the passphrase is wrong",
-            file=str(p),
+            file=name,
             hint="give the NAME.key file that 'fwtool keygen' wrote",
         ) from None
     if isinstance(private, ed25519.Ed25519PrivateKey):
@@ -252,10 +257,14 @@ def load_signing_key(path: str | Path, *, passphrase: bytes | None = None, allow
     else:
         raise FormatError(
             f"unsupported private key type {type(private).__name__}",
-            file=str(p),
+            file=name,
             hint="use an Ed25519 or ECDSA P-256 key (fwtool keygen)",
         )
     return SigningKey(algorithm, PublicKey.from_key(private.public_key()), private)
+
+
+def is_encrypted_pem(pem: bytes) -> bool:
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
 
 
 def parse_public_key(pem: bytes, *, name: str | None = None) -> PublicKey:
@@ -277,9 +286,14 @@ def load_public_key(path: str | Path) -> PublicKey:
     return parse_public_key(_read_key_file(p), name=str(p))
 
 
-def read_passphrase_env(variable: str, environ: Mapping[str, str] | None = None) -> bytes:
-    """The passphrase held in environment variable ``variable`` (it must be set and non-empty)."""
+def read_env_secret(variable: str, *, what: str = "passphrase", environ: Mapping[str, str] | None = None) -> bytes:
+    """The secret (``what``: a passphrase, a PEM key) held in environment variable ``variable``."""
     value = (os.environ if environ is None else environ).get(variable)
     if not value:
-        raise FirmwareError(f"environment variable {variable} is not set or empty", hint="export the passphrase")
+        raise FirmwareError(f"environment variable {variable} is not set or empty", hint=f"export the {what}")
     return value.encode()
+
+
+def read_passphrase_env(variable: str, environ: Mapping[str, str] | None = None) -> bytes:
+    """The passphrase held in environment variable ``variable`` (it must be set and non-empty)."""
+    return read_env_secret(variable, what="passphrase", environ=environ)

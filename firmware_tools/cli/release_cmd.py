@@ -13,6 +13,7 @@ from firmware_tools.errors import UnsupportedError
 
 if TYPE_CHECKING:
     from firmware_tools.bundle import ReleaseInput
+    from firmware_tools.keys import SigningKey
 
 _ADDRESS = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]+)=(.+)", re.DOTALL)
 
@@ -38,24 +39,45 @@ def _load_inputs(images: tuple[str, ...]) -> list[ReleaseInput]:
     return inputs
 
 
-def _passphrase(key_path: Path, passphrase_env: str | None) -> bytes | None:
+def _passphrase(pem_is_encrypted: bool, where: str, passphrase_env: str | None) -> bytes | None:
     from firmware_tools import keys
 
     if passphrase_env:
         return keys.read_passphrase_env(passphrase_env)
-    if keys.is_encrypted_private_key(key_path):
-        text = click.prompt(f"Passphrase for {key_path}", hide_input=True, err=True)
+    if pem_is_encrypted:
+        text = click.prompt(f"Passphrase for {where}", hide_input=True, err=True)
         return str(text).encode()
     return None
+
+
+def _signing_key(
+    key_path: Path | None, key_env: str | None, passphrase_env: str | None, allow_insecure: bool
+) -> SigningKey:
+    """The key from a file (its mode checked first) or from an environment variable holding the PEM."""
+    from firmware_tools import keys
+
+    if (key_path is None) == (key_env is None):
+        raise click.UsageError("give exactly one of --key NAME.key or --key-env VAR")
+    if key_env is not None:
+        pem = keys.read_env_secret(key_env, what="PEM private key")
+        where = f"${key_env}"
+        return keys.parse_signing_key(
+            pem, passphrase=_passphrase(keys.is_encrypted_pem(pem), where, passphrase_env), name=where
+        )
+    assert key_path is not None
+    # The mode is checked before a passphrase is asked for, so a refusal costs nothing.
+    if not allow_insecure:
+        keys.check_private_key_mode(key_path)
+    passphrase = _passphrase(keys.is_encrypted_private_key(key_path), str(key_path), passphrase_env)
+    return keys.load_signing_key(key_path, passphrase=passphrase, allow_insecure=allow_insecure)
 
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE... | ADDRESS=IMAGE...")
 @click.option("--product-id", type=click.IntRange(1, 0x7FFFFFFF), required=True, help="The product's numeric id.")
 @click.option("--product-version", type=click.IntRange(0, 0xFFFF), required=True, help="The release's product version.")
-@click.option(
-    "--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="NAME.key to sign with."
-)
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), help="NAME.key to sign with.")
+@click.option("--key-env", metavar="VAR", help="Sign with the PEM private key held in environment variable VAR.")
 @click.option(
     "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Bundle to write (.fwpkg)."
 )
@@ -68,7 +90,8 @@ def release(
     images: tuple[str, ...],
     product_id: int,
     product_version: int,
-    key_path: Path,
+    key_path: Path | None,
+    key_env: str | None,
     out: Path,
     product_name: str | None,
     notes: str,
@@ -78,22 +101,18 @@ def release(
 ) -> None:
     """Make a signed release bundle OUT from IMAGEs.
 
+    Sign with --key NAME.key (mode 0600), or --key-env VAR to keep the key off disk (a CI secret).
     Particle modules are given as FILE: product id and version are stamped into the application
     (or checked, where already set), and modules are ordered as they must be flashed (bootloader,
     radio stack, system parts, application). ESP images are given as ADDRESS=FILE. Every image is
     validated; if any check fails nothing is written and the exit code is 1.
     """
-    from firmware_tools import keys
     from firmware_tools.bundle import build_release, write_bundle
 
     if out.suffix != ".fwpkg":
         raise click.UsageError(f"the bundle name must end in .fwpkg: {out}")
-    # The key is checked (mode, passphrase) before any image is touched, so a refusal costs nothing.
-    if not allow_insecure_key:
-        keys.check_private_key_mode(key_path)
-    key = keys.load_signing_key(
-        key_path, passphrase=_passphrase(key_path, passphrase_env), allow_insecure=allow_insecure_key
-    )
+    # The key is loaded before any image is touched, so a refusal costs nothing.
+    key = _signing_key(key_path, key_env, passphrase_env, allow_insecure_key)
     if any(out.resolve() == parse_image_argument(t)[1].resolve() for t in images):
         raise UnsupportedError("the bundle would overwrite one of its images", file=str(out))
     result = build_release(

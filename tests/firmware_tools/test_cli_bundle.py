@@ -291,3 +291,31 @@ def test_real_process_exit_codes(work: Path) -> None:
     assert bad.returncode == 1
     assert "boot.bin is listed but not in the bundle" in bad.stdout
     assert "Traceback" not in bad.stderr
+
+
+def test_sign_with_a_key_held_in_the_environment(work: Path) -> None:
+    _keygen()
+    env = {"FW_KEY": (work / "acme.key").read_text()}
+    (work / "acme.key").unlink()
+    base = ["release", "app.bin", "--product-id", "3", "--product-version", "4", "-o", "env.fwpkg"]
+    made = run(*base, "--key-env", "FW_KEY", env=env)
+    assert made.exit_code == 0, made.output
+    assert run("verify", "env.fwpkg", "-t", "acme.pub").exit_code == 0
+    assert run(*base).exit_code == 2  # neither --key nor --key-env
+    assert run(*base, "--key-env", "FW_KEY", "--key", "x.key", env=env).exit_code == 2
+    missing = run(*base, "--key-env", "NOT_SET")
+    assert missing.exit_code == 2 and "NOT_SET is not set" in missing.output
+    broken = {"FW_KEY": env["FW_KEY"].replace("A", "B")}
+    refused = run(*base, "--key-env", "FW_KEY", env=broken)
+    assert refused.exit_code == 2 and "$FW_KEY: not a readable PEM private key" in refused.output
+    body = [ln for ln in env["FW_KEY"].splitlines() if not ln.startswith("-----")]
+    assert all(ln[:24] not in refused.output + made.output for ln in body)
+
+
+def test_encrypted_key_in_the_environment(work: Path) -> None:
+    env = {"PW": "pass phrase"}
+    assert run("keygen", "--out", "enc", "--passphrase-env", "PW", env=env).exit_code == 0
+    env["FW_KEY"] = (work / "enc.key").read_text()
+    base = ["release", "app.bin", "--product-id", "3", "--product-version", "4", "-o", "e.fwpkg", "--key-env", "FW_KEY"]
+    assert run(*base, "--passphrase-env", "PW", env=env).exit_code == 0
+    assert run(*base, env=env, input="pass phrase\n").exit_code == 0
