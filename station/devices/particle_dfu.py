@@ -69,16 +69,18 @@ _FALLBACK_TRANSFER_SIZE = 1024  # particle-usb's default when a device has no fu
 # --------------------------------------------------------------------------- transport
 
 
-def _usb_error(exc: usb.core.USBError, what: str, device: str | None) -> DeviceError:
+def _usb_error(exc: usb.core.USBError, device: str | None, what: str | None = None) -> DeviceError:
+    """The station's error for a libusb failure; ``what`` names the step when the caller will not."""
+    suffix = f" ({what})" if what else ""
     if isinstance(exc, usb.core.USBTimeoutError) or exc.errno == errno.ETIMEDOUT:
-        return DeviceTimeout(f"{what}: no answer from the device", device=device)
+        return DeviceTimeout(f"no answer from the device{suffix}", device=device)
     if exc.errno == errno.EPIPE:
-        return UsbStall(f"{what}: stalled", device=device)
+        return UsbStall(f"request stalled{suffix}", device=device)
     if exc.errno in (errno.ENODEV, errno.EIO, errno.ENOENT):
-        return DeviceDisconnected(f"{what}: device is gone ({exc.strerror})", device=device, hint="re-plug the board")
+        return DeviceDisconnected(f"device is gone from the bus{suffix}", device=device, hint="re-plug the board")
     if exc.errno == errno.EACCES:
-        return DeviceError(f"{what}: permission denied", device=device, hint=UDEV_HINT, reason=Reason.PERMISSION)
-    return DeviceError(f"{what}: USB error {exc.strerror}", device=device)
+        return DeviceError(f"permission denied{suffix}", device=device, hint=UDEV_HINT, reason=Reason.PERMISSION)
+    return DeviceError(f"USB error: {exc.strerror}{suffix}", device=device)
 
 
 class PyUsbTransport:
@@ -94,7 +96,7 @@ class PyUsbTransport:
         try:
             self.device.ctrl_transfer(request_type, request, value, index, data, timeout_ms)
         except usb.core.USBError as exc:
-            raise _usb_error(exc, f"request {request}", self.name) from exc
+            raise _usb_error(exc, self.name) from exc
 
     def control_in(
         self, request_type: int, request: int, value: int, index: int, length: int, timeout_ms: int
@@ -102,19 +104,19 @@ class PyUsbTransport:
         try:
             return bytes(self.device.ctrl_transfer(request_type, request, value, index, length, timeout_ms))
         except usb.core.USBError as exc:
-            raise _usb_error(exc, f"request {request}", self.name) from exc
+            raise _usb_error(exc, self.name) from exc
 
     def set_alt_setting(self, interface: int, alt: int) -> None:
         try:
             self.device.set_interface_altsetting(interface, alt)
         except usb.core.USBError as exc:
-            raise _usb_error(exc, f"select alt setting {alt}", self.name) from exc
+            raise _usb_error(exc, self.name) from exc
 
     def claim(self, interface: int) -> None:
         try:
             usb.util.claim_interface(self.device, interface)
         except usb.core.USBError as exc:
-            raise _usb_error(exc, f"claim interface {interface}", self.name) from exc
+            raise _usb_error(exc, self.name, f"claim interface {interface}") from exc
 
     def close(self) -> None:
         # A device that is already gone has nothing left to release.
@@ -348,7 +350,7 @@ class ParticleDfuDevice(Device):
                 except MemoryMapError as exc:
                     raise DfuProtocolError(str(exc), device=self.name) from None
         except usb.core.USBError as exc:
-            raise _usb_error(exc, "read descriptors", self.name) from exc
+            raise _usb_error(exc, self.name, "read descriptors") from exc
         if not alts:
             raise DfuProtocolError("device has no DFU interface", device=self.name)
         return tuple(alts), functional

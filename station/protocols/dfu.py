@@ -93,6 +93,17 @@ STATUS_TEXT = {
 }
 
 
+def state_name(state: State) -> str:
+    """dfu-util's spelling: ``dfuDNLOAD-IDLE``, ``appIDLE``."""
+    prefix, _, rest = state.name.partition("_")
+    return prefix.lower() + rest.replace("_", "-")
+
+
+def status_name(status: Status) -> str:
+    """dfu-util's spelling: ``OK``, ``errPROG``."""
+    return "OK" if status is Status.OK else "err" + status.name.removeprefix("ERR_")
+
+
 class DfuseCommand(IntEnum):
     GET_COMMANDS = 0x00
     SET_ADDRESS = 0x21
@@ -355,17 +366,17 @@ class DfuSeClient:
         try:
             self.transport.control_out(DFU_OUT, request, value, self.interface, data, self.control_timeout_ms)
         except DeviceError as exc:
-            raise self._located(exc, where) from exc
+            raise self._located(exc, where, request.name) from exc
 
     def _in(self, request: Request, value: int, length: int, where: Where) -> bytes:
         try:
             return self.transport.control_in(DFU_IN, request, value, self.interface, length, self.control_timeout_ms)
         except DeviceError as exc:
-            raise self._located(exc, where) from exc
+            raise self._located(exc, where, request.name) from exc
 
-    def _located(self, exc: DeviceError, where: Where) -> DeviceError:
-        """The same kind of error, now saying which operation, block and address it hit."""
-        message = f"{where.what}: {exc.message}"
+    def _located(self, exc: DeviceError, where: Where, request: str) -> DeviceError:
+        """The same kind of error, now saying which operation, request, block and address it hit."""
+        message = f"{where.what}: {exc.message} ({request})"
         try:
             return type(exc)(message, device=self.device, block=where.block, address=where.address, hint=exc.hint)
         except TypeError:  # a subclass with extra required fields: keep its kind in the reason
@@ -409,7 +420,7 @@ class DfuSeClient:
         try:
             self.transport.set_alt_setting(self.interface, alt)
         except DeviceError as exc:
-            raise self._located(exc, Where(f"select alt setting {alt}")) from exc
+            raise self._located(exc, Where(f"select alt setting {alt}"), "SET_INTERFACE") from exc
 
     # ---- state handling
 
@@ -449,7 +460,7 @@ class DfuSeClient:
                         hint="switch it into DFU mode first",
                     )
                 raise DfuProtocolError(
-                    f"device is in state {reply.state.name} and cannot be brought back to dfuIDLE",
+                    f"device is in state {state_name(reply.state)} and cannot be brought back to dfuIDLE",
                     device=self.device,
                     hint="re-plug the board and flash again",
                 )
@@ -471,8 +482,7 @@ class DfuSeClient:
                 self.clear_status()
         text = STATUS_TEXT.get(reply.status, "error")
         raise DfuStatusError(
-            f"{where.what}: device reports {reply.status.name.lower().replace('_', '')} ({text}) "
-            f"in state {reply.state.name}",
+            f"{where.what}: device reports {status_name(reply.status)} ({text}) in state {state_name(reply.state)}",
             status=reply.status,
             state=reply.state,
             device=self.device,
@@ -489,7 +499,7 @@ class DfuSeClient:
             if first and first_must_be_busy and outcome is Poll.DONE:
                 # AN2662: the status right after a DfuSe command must report dfuDNBUSY.
                 raise DfuProtocolError(
-                    f"{where.what}: device reports {reply.state.name} instead of dfuDNBUSY",
+                    f"{where.what}: device reports {state_name(reply.state)} instead of dfuDNBUSY",
                     device=self.device,
                     block=where.block,
                     address=where.address,
@@ -501,7 +511,7 @@ class DfuSeClient:
                 self._raise_status(reply, where)
             if outcome is Poll.UNEXPECTED:
                 raise DfuProtocolError(
-                    f"{where.what}: device went to state {reply.state.name}",
+                    f"{where.what}: device went to state {state_name(reply.state)}",
                     device=self.device,
                     block=where.block,
                     address=where.address,
@@ -520,7 +530,7 @@ class DfuSeClient:
         reply = self._status_after_stall(where)
         if reply is not None:
             if reply.status is not Status.OK:
-                detail = f"; status {reply.status.name.lower().replace('_', '')} ({STATUS_TEXT[reply.status]})"
+                detail = f"; status {status_name(reply.status)} ({STATUS_TEXT[reply.status]})"
             if reply.state is State.DFU_ERROR:
                 with contextlib.suppress(DeviceError):
                     self.clear_status()
@@ -597,5 +607,7 @@ class DfuSeClient:
             if outcome is Poll.ERROR:
                 self._raise_status(reply, where)
             if outcome is Poll.UNEXPECTED:
-                raise DfuProtocolError(f"{where.what}: device went to state {reply.state.name}", device=self.device)
+                raise DfuProtocolError(
+                    f"{where.what}: device went to state {state_name(reply.state)}", device=self.device
+                )
             waited = self._sleep_poll(reply, waited, where)

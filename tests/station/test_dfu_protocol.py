@@ -186,7 +186,7 @@ def test_error_status_is_cleared_and_reported() -> None:
         client(transport).download_block(3, b"x", 0x3000)
     assert caught.value.status is Status.ERR_PROG
     assert caught.value.block == 3 and caught.value.address == 0x3000
-    assert "errprog" in str(caught.value)
+    assert "errPROG" in str(caught.value)
     assert transport.calls[-1][:2] == ("out", Request.CLRSTATUS)
 
 
@@ -207,7 +207,7 @@ def test_stalled_block_is_refused_with_the_device_status() -> None:
             raise UsbStall("stalled")
 
     transport.on_out = stall
-    with pytest.raises(DfuBlockRefused, match="errstalledpkt") as caught:
+    with pytest.raises(DfuBlockRefused, match="errSTALLEDPKT") as caught:
         client(transport).download_block(0, b"x", 0x100)
     assert caught.value.address == 0x100
     assert ("out", Request.CLRSTATUS, 0, b"") in transport.calls
