@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from station.store import AttemptRecord, DeviceRecord, Registry, Stats, resolve_db_path
-from station.store.export import ExportFormat, atomic_text_file, check_choice, render
+from station.store import AttemptRecord, Registry, Stats, resolve_db_path
+from station.store.export import ExportFormat, check_choice, render, write_export
 from station.store.paths import DB_ENV
 from station.store.when import iso_utc, local_time, parse_since
 
@@ -190,17 +190,6 @@ def stats(db: str | None, since: str | None, as_json: bool) -> None:
 # -- export -----------------------------------------------------------------------------------
 
 
-class _Counter:
-    def __init__(self, records: Iterator[DeviceRecord]) -> None:
-        self._records = records
-        self.count = 0
-
-    def __iter__(self) -> Iterator[DeviceRecord]:
-        for record in self._records:
-            self.count += 1
-            yield record
-
-
 @click.command()
 @db_option
 @click.option(
@@ -218,13 +207,10 @@ def export(db: str | None, fmt: str, include_all: bool, output: str | None) -> N
     chosen = ExportFormat(fmt)
     check_choice(chosen, include_all)
     with open_registry(db) as registry:
-        rows = _Counter(registry.iter_devices(passed_only=not include_all))
         if output is None or output == "-":
-            for piece in render(rows, chosen):
+            for piece in render(registry, chosen, include_all=include_all):
                 click.echo(piece, nl=False)
         else:
-            with atomic_text_file(output) as fh:
-                for piece in render(rows, chosen):
-                    fh.write(piece)
+            count = write_export(registry, chosen, output, include_all=include_all)
             what = "devices" if include_all else "passed devices"
-            click.echo(f"wrote {rows.count} {what} to {output}", err=True)
+            click.echo(f"wrote {count} {what} to {output}", err=True)

@@ -9,35 +9,27 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from station.errors import InputError, StationError
-from station.store.models import DeviceRecord
-from station.store.when import iso_utc
+from station.store.registry import Registry
+from station.store.reports import EXPORT_COLUMNS
+from station.store.when import UtcFormatter
+
+_T = TypeVar("_T")
 
 
 class ExportFormat(StrEnum):
     TXT = "txt"
     CSV = "csv"
     JSON = "json"
-
-
-COLUMNS = (
-    "device_id",
-    "platform",
-    "first_seen",
-    "last_seen",
-    "attempts",
-    "last_result",
-    "last_error_code",
-    "passed_at",
-)
 
 
 def check_choice(fmt: ExportFormat, include_all: bool) -> None:
@@ -48,47 +40,10 @@ def check_choice(fmt: ExportFormat, include_all: bool) -> None:
         )
 
 
-def device_row(record: DeviceRecord) -> dict[str, Any]:
-    return {
-        "device_id": record.device_id,
-        "platform": record.platform,
-        "first_seen": iso_utc(record.first_seen),
-        "last_seen": iso_utc(record.last_seen),
-        "attempts": record.attempts,
-        "last_result": None if record.last_result is None else record.last_result.value,
-        "last_error_code": record.last_error_code,
-        "passed_at": iso_utc(record.passed_at),
-    }
-
-
-def _lines(records: Iterable[DeviceRecord], fmt: ExportFormat) -> Iterator[str]:
-    if fmt is ExportFormat.TXT:
-        for record in records:
-            yield record.device_id + "\n"
-    elif fmt is ExportFormat.CSV:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            writer.writerow({k: ("" if v is None else v) for k, v in device_row(record).items()})
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-        yield buffer.getvalue()
-    else:
-        first = True
-        yield "["
-        for record in records:
-            yield ("\n  " if first else ",\n  ") + json.dumps(device_row(record), separators=(", ", ": "))
-            first = False
-        yield "]\n" if first else "\n]\n"
-
-
-def render(records: Iterable[DeviceRecord], fmt: ExportFormat, *, chunk: int = 1 << 16) -> Iterator[str]:
-    """The export as pieces of text of about ``chunk`` characters; joined they are the whole file."""
+def _chunked(lines: Iterable[str], chunk: int) -> Iterator[str]:
     pieces: list[str] = []
     size = 0
-    for line in _lines(records, fmt):
+    for line in lines:
         pieces.append(line)
         size += len(line)
         if size >= chunk:
@@ -99,9 +54,78 @@ def render(records: Iterable[DeviceRecord], fmt: ExportFormat, *, chunk: int = 1
         yield "".join(pieces)
 
 
-def write_export(records: Iterable[DeviceRecord], fmt: ExportFormat, out: IO[str]) -> None:
-    for piece in render(records, fmt):
-        out.write(piece)
+def _with_iso_times(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    iso = UtcFormatter()
+    for device_id, platform, first_seen, last_seen, attempts, last_result, code, passed_at in rows:
+        yield device_id, platform, iso(first_seen), iso(last_seen), attempts, last_result, code, iso(passed_at)
+
+
+def _csv_lines(rows: Iterable[tuple[Any, ...]], batch: int = 2000) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    iterator = iter(rows)
+    while part := list(itertools.islice(iterator, batch)):
+        writer.writerows(part)  # None becomes an empty field
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _json_lines(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
+    encode = json.JSONEncoder(separators=(", ", ": ")).encode
+    separator = "[\n  "
+    for row in rows:
+        yield separator + encode(dict(zip(EXPORT_COLUMNS, row, strict=True)))
+        separator = ",\n  "
+    yield "[]\n" if separator.startswith("[") else "\n]\n"
+
+
+class Tally:
+    """Counts the devices an export has written so far."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def count(self, rows: Iterable[_T]) -> Iterator[_T]:
+        for row in rows:
+            self.rows += 1
+            yield row
+
+
+def render(
+    registry: Registry,
+    fmt: ExportFormat,
+    *,
+    include_all: bool = False,
+    tally: Tally | None = None,
+    chunk: int = 1 << 16,
+) -> Iterator[str]:
+    """The export as pieces of about ``chunk`` characters; joined they are the whole file.
+
+    txt: the ID of every device that ever passed, each once, one per line (the console's import
+    file). csv and json: one row per device (passed ones, or all with ``include_all``) with the
+    columns of ``EXPORT_COLUMNS``, times in ISO 8601 UTC.
+    """
+    check_choice(fmt, include_all)
+    tally = tally or Tally()
+    if fmt is ExportFormat.TXT:
+        yield from _chunked((device_id + "\n" for device_id in tally.count(registry.iter_passed_ids())), chunk)
+        return
+    rows = _with_iso_times(tally.count(registry.iter_export_rows(passed_only=not include_all)))
+    yield from _chunked(_csv_lines(rows) if fmt is ExportFormat.CSV else _json_lines(rows), chunk)
+
+
+def write_export(
+    registry: Registry, fmt: ExportFormat, path: str | os.PathLike[str], *, include_all: bool = False
+) -> int:
+    """Write the export to ``path`` atomically; returns the devices written (see ``render``)."""
+    tally = Tally()
+    with atomic_text_file(path) as fh:
+        for piece in render(registry, fmt, include_all=include_all, tally=tally):
+            fh.write(piece)
+    return tally.rows
 
 
 @contextlib.contextmanager

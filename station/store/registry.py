@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from station.errors import Reason
 from station.store import reports
@@ -463,20 +464,34 @@ class Registry:
         with self._reading() as conn:
             return reports.stats(conn, since=since)
 
-    def iter_devices(self, *, passed_only: bool = False, chunk: int = 5000) -> Iterator[DeviceRecord]:
-        """Every device (or every device that ever passed), by ID, read in one snapshot.
-
-        Streams through its own connection so an export of a million devices holds no lock here.
-        """
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own holding one read snapshot, for streaming long listings without
+        holding up other reports of this registry."""
         self._check_open()
         conn = self._open_reader()
         try:
             conn.execute("BEGIN")
-            yield from reports.iter_devices(conn, passed_only=passed_only, chunk=chunk)
+            yield conn
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         finally:
             conn.close()
+
+    def iter_devices(self, *, passed_only: bool = False, chunk: int = 5000) -> Iterator[DeviceRecord]:
+        """Every device (or every device that ever passed), ordered by ID, from one snapshot."""
+        with self._snapshot() as conn:
+            yield from reports.iter_devices(conn, passed_only=passed_only, chunk=chunk)
+
+    def iter_passed_ids(self, *, chunk: int = 20000) -> Iterator[str]:
+        """The ID of every device that ever passed, each once, ordered: the console's import list."""
+        with self._snapshot() as conn:
+            yield from reports.iter_passed_ids(conn, chunk=chunk)
+
+    def iter_export_rows(self, *, passed_only: bool, chunk: int = 5000) -> Iterator[tuple[Any, ...]]:
+        """Devices as rows of ``reports.EXPORT_COLUMNS`` (times in unix seconds), ordered by ID."""
+        with self._snapshot() as conn:
+            yield from reports.iter_export_rows(conn, passed_only=passed_only, chunk=chunk)
 
     def check_consistency(self) -> tuple[str, ...]:
         """Problems a crash must never leave behind; empty when the registry is sound."""

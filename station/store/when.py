@@ -3,6 +3,8 @@ such as ``90s``, ``15m``, ``2h``, ``3d``, ``1w``."""
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from datetime import UTC, datetime, tzinfo
 
@@ -32,6 +34,37 @@ def parse_since(text: str, *, now: float, tz: tzinfo | None = None) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz) if tz is not None else when.astimezone()
     return when.timestamp()
+
+
+@functools.cache
+def _times_of_day() -> tuple[str, ...]:
+    """ "HH:MM:SS." for every second of a day, made once, on first use."""
+    return tuple(f"{h:02d}:{m:02d}:{s:02d}." for h in range(24) for m in range(60) for s in range(60))
+
+
+class UtcFormatter:
+    """Unix times as ISO 8601 in UTC with milliseconds, e.g. ``2026-11-26T07:19:22.123Z``.
+
+    Built for exports of millions of rows: the date of each day seen is remembered, and the time
+    of day comes from a table made on first use, so no datetime is built per row.
+    """
+
+    def __init__(self) -> None:
+        self._days: dict[int, str] = {}
+
+    def __call__(self, timestamp: float | None) -> str | None:
+        if timestamp is None:
+            return None
+        # Split as datetime.fromtimestamp does, so both agree to the millisecond.
+        fraction, whole = math.modf(timestamp)
+        micros = int(whole) * 1_000_000 + round(fraction * 1_000_000)
+        seconds, micros = divmod(micros, 1_000_000)
+        day, second_of_day = divmod(seconds, 86400)
+        prefix = self._days.get(day)
+        if prefix is None:
+            prefix = datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%dT")
+            self._days[day] = prefix
+        return f"{prefix}{_times_of_day()[second_of_day]}{micros // 1000:03d}Z"
 
 
 def iso_utc(timestamp: float | None) -> str | None:

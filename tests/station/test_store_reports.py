@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from station.errors import InputError
 from station.store import Registry, RunContext, Slot
-from station.store.export import ExportFormat, atomic_text_file, check_choice, render
-from station.store.when import iso_utc, parse_since
+from station.store.export import ExportFormat, Tally, atomic_text_file, check_choice, render
+from station.store.when import UtcFormatter, iso_utc, parse_since
 
 DEVICES = [f"{i:024x}" for i in range(6)]
 OUTCOMES = ["pass", "fail", "interrupted", "running", "unidentified"]
@@ -53,7 +53,7 @@ def _record(registry: Registry, history: list[tuple[int, str]]) -> list[int]:
 histories = st.lists(st.tuples(st.integers(0, len(DEVICES) - 1), st.sampled_from(OUTCOMES)), max_size=25)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(histories)
 def test_export_and_stats_agree_with_the_history(
     tmp_path_factory: pytest.TempPathFactory, history: list[tuple[int, str]]
@@ -63,18 +63,28 @@ def test_export_and_stats_agree_with_the_history(
         identified = [(DEVICES[d], o) for d, o in history if o != "unidentified"]
         passed = {d for d, o in identified if o == "pass"}
 
-        txt = "".join(render(registry.iter_devices(passed_only=True, chunk=2), ExportFormat.TXT))
+        tally = Tally()
+        txt = "".join(render(registry, ExportFormat.TXT, tally=tally, chunk=30))
         assert txt.splitlines() == sorted(passed)  # each passed device once, nothing else
+        assert tally.rows == len(passed)
+        assert [d.device_id for d in registry.iter_devices(passed_only=True, chunk=2)] == sorted(passed)
 
-        rows = list(csv.DictReader(io.StringIO("".join(render(registry.iter_devices(chunk=3), ExportFormat.CSV)))))
+        rows = list(csv.DictReader(io.StringIO("".join(render(registry, ExportFormat.CSV, include_all=True)))))
         last: dict[str, str] = {}
         for device, outcome in identified:
             last[device] = outcome
         assert {r["device_id"]: r["last_result"] for r in rows} == last
         assert {r["device_id"] for r in rows if r["passed_at"]} == passed
 
-        as_json = json.loads("".join(render(registry.iter_devices(), ExportFormat.JSON)))
+        as_json = json.loads("".join(render(registry, ExportFormat.JSON, include_all=True, chunk=10)))
         assert [r["device_id"] for r in as_json] == sorted(last)
+        assert [r["device_id"] for r in json.loads("".join(render(registry, ExportFormat.JSON)))] == sorted(passed)
+        by_id = {d.device_id: d for d in registry.iter_devices(chunk=3)}
+        for row in as_json:  # the SQL-formatted times say what the records say
+            record = by_id[row["device_id"]]
+            assert row["first_seen"] == iso_utc(record.first_seen)
+            assert row["passed_at"] == iso_utc(record.passed_at)
+            assert row["attempts"] == record.attempts
 
         stats = registry.stats()
         assert stats.attempts == len(history)
@@ -119,9 +129,11 @@ def test_empty_registry_has_no_rates(tmp_path: Path) -> None:
         assert (stats.attempts, stats.first_pass_yield, stats.devices_per_hour) == (0, None, None)
 
 
-def test_txt_with_all_is_refused() -> None:
+def test_txt_with_all_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="passed devices only"):
         check_choice(ExportFormat.TXT, include_all=True)
+    with Registry(tmp_path / "station.db") as registry, pytest.raises(InputError):
+        list(render(registry, ExportFormat.TXT, include_all=True))
 
 
 def test_atomic_file_is_untouched_when_writing_fails(tmp_path: Path) -> None:
@@ -171,3 +183,11 @@ def test_since_reads_back_what_iso_utc_writes(timestamp: float) -> None:
     text = iso_utc(timestamp)
     assert text is not None
     assert parse_since(text, now=NOW) == pytest.approx(timestamp, abs=0.001)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=-2_000_000_000, max_value=4_000_000_000, allow_nan=False), max_size=20))
+def test_the_bulk_time_formatter_agrees_with_datetime(timestamps: list[float]) -> None:
+    formatter = UtcFormatter()  # one instance across many times, as an export uses it
+    assert [formatter(t) for t in timestamps] == [iso_utc(t) for t in timestamps]
+    assert formatter(None) is None
