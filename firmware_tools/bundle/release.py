@@ -121,6 +121,9 @@ def _check_inputs(inputs: Sequence[ReleaseInput]) -> Family:
 def _prepare_particle(items: list[_Candidate], product_id: int, product_version: int) -> Target:
     from firmware_tools.particle import stamp_product
 
+    if (product_id, product_version) == (0xFFFF, 0xFFFF):
+        # Device OS reads these two values as "not product firmware": a device would never join the product.
+        raise UnsupportedError("product id 65535 with version 65535 means 'no product' in a Particle module")
     for c in items:
         c.facts = describe_particle(c.data, name=c.name, expect=Expectations())
     platforms = {c.facts.target for c in items if c.facts is not None and c.facts.target is not None}

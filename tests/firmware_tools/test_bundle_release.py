@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from firmware_tools import keys
 from firmware_tools.bundle import (
@@ -223,6 +225,8 @@ def test_ecdsa_keys_sign_releases_too() -> None:
 
 
 def test_product_values_that_cannot_be_encoded_are_refused(key: keys.SigningKey) -> None:
+    with pytest.raises(UnsupportedError, match="means 'no product'"):
+        _release(key, [ReleaseInput("app.bin", argon_user_part())], product_id=0xFFFF, product_version=0xFFFF)
     with pytest.raises(UnsupportedError):
         _release(key, [ReleaseInput("app.bin", argon_user_part())], product_id=70000)
     with pytest.raises(UnsupportedError, match="control characters"):
@@ -263,3 +267,47 @@ def test_release_value_reprs_never_show_image_bytes(key: keys.SigningKey) -> Non
     release = particle_release(key)
     assert len(repr(release)) < 5000
     assert "data=" not in repr(dataclasses.replace(release.images[0]))
+
+
+# --- whole-pipeline properties ----------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    payload=st.binary(min_size=1, max_size=600),
+    product_id=st.integers(1, 0xFFFF),
+    product_version=st.integers(0, 0xFFFF),
+    with_system=st.booleans(),
+    notes=st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), max_size=40),
+)
+def test_any_particle_release_round_trips_through_verify(
+    key: keys.SigningKey, payload: bytes, product_id: int, product_version: int, with_system: bool, notes: str
+) -> None:
+    assume((product_id, product_version) != (0xFFFF, 0xFFFF))  # "no product"; refused, tested below
+    inputs = [ReleaseInput("app.bin", argon_user_part(payload=payload))]
+    if with_system:
+        inputs.append(ReleaseInput("system.bin", argon_system_part()))
+    release = _release(key, inputs, product_id=product_id, product_version=product_version, notes=notes)
+    result = verify_stream(release.bundle, [key.public])
+    assert result.ok, result.failed
+    assert result.manifest == release.manifest
+    assert [i.data for i in result.images] == [r.data for r in release.images]
+    app = parse_module(result.images[-1].data)
+    assert (app.suffix.product_id, app.suffix.product_version) == (product_id, product_version)
+    assert [i.name for i in result.images] == (["system.bin", "app.bin"] if with_system else ["app.bin"])
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    version=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=31),
+    chip=st.sampled_from(["esp32", "esp32s3", "esp32c3", "esp32c6"]),
+    sector=st.integers(1, 0x3FF),
+)
+def test_any_esp_release_round_trips_through_verify(key: keys.SigningKey, version: str, chip: str, sector: int) -> None:
+    image = build_app_image(chip=chip, version=version, payload_size=256)
+    release = _release(key, [ReleaseInput("app.bin", image, sector * 0x1000)])
+    result = verify_stream(release.bundle, [key.public])
+    assert result.ok, result.failed
+    entry = result.manifest.images[0] if result.manifest else None
+    assert entry is not None and entry.esp is not None
+    assert (entry.esp.chip, entry.esp.app_version, entry.address) == (chip, version, sector * 0x1000)
