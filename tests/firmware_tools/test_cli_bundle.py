@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -231,7 +232,8 @@ def test_inspect_a_bundle(work: Path) -> None:
     assert doc["images"][2]["inspect"]["format"] == "particle-module"
 
 
-def test_private_key_material_is_never_printed(work: Path) -> None:
+def test_private_key_material_is_never_printed_or_logged(work: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     env = {"ACME_PASS": "hunter2-passphrase"}
     outputs = [
         run("keygen", "--out", "plain").output,
@@ -258,6 +260,7 @@ def test_private_key_material_is_never_printed(work: Path) -> None:
                                       "1", "--key", "broken.key", "-o", "d.fwpkg"])  # fmt: skip
     assert debug.exception is not None
     outputs.append("".join(traceback.format_exception(debug.exception)))
+    outputs.append(caplog.text)
     joined = "\n".join(outputs)
     assert "BEGIN PRIVATE KEY" not in joined and "BEGIN ENCRYPTED" not in joined
     for secret in secrets:
