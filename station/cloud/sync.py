@@ -21,8 +21,10 @@ from enum import StrEnum
 
 from station.cloud.backoff import Backoff
 from station.cloud.client import ParticleCloud
+from station.cloud.config import CloudConfig
 from station.cloud.errors import CloudAuthError, CloudError, CloudNotFound, CloudRejected, CloudRetryable
 from station.cloud.models import ImportOutcome
+from station.cloud.token import AccessToken
 from station.store.outbox import Outbox, OutboxState
 
 log = logging.getLogger("station.cloud.sync")
@@ -246,9 +248,12 @@ class SyncThread:
     fatal error, kept in ``error``. ``stop()`` ends it promptly, also in the middle of a backoff.
     """
 
-    def __init__(self, worker: SyncWorker, *, idle_poll: float = 30.0, name: str = "cloud-sync") -> None:
+    def __init__(
+        self, worker: SyncWorker, *, idle_poll: float = 30.0, name: str = "cloud-sync", close_client: bool = False
+    ) -> None:
         self.worker = worker
         self.idle_poll = idle_poll
+        self._close_client = close_client
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -269,7 +274,10 @@ class SyncThread:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        return not self._thread.is_alive()
+        stopped = not self._thread.is_alive()
+        if stopped and self._close_client:
+            self.worker.client.close()
+        return stopped
 
     @property
     def running(self) -> bool:
@@ -289,3 +297,27 @@ class SyncThread:
                 self.error = report.fatal
                 return
             self._wake.wait(self.idle_poll)
+
+
+def start_background_sync(
+    outbox: Outbox,
+    config: CloudConfig,
+    token: AccessToken,
+    *,
+    on_event: Callable[[SyncEvent], None] | None = None,
+    idle_poll: float = 30.0,
+) -> SyncThread:
+    """What ``station run`` starts when the profile has a [cloud] section and a token is available.
+
+    The thread owns its client and closes it on ``stop()``; call ``wake()`` after each PASS.
+    """
+    client = ParticleCloud.from_config(config, token)
+    worker = SyncWorker(
+        outbox,
+        client,
+        product=config.product,
+        batch_size=config.batch_size,
+        import_sims=config.import_sims,
+        on_event=on_event,
+    )
+    return SyncThread(worker, idle_poll=idle_poll, close_client=True).start()

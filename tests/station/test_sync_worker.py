@@ -9,9 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from station.cloud.backoff import Backoff, RateLimiter
-from station.cloud.config import Timeouts
+from station.cloud.config import CloudConfig, Timeouts
 from station.cloud.models import ImportOutcome
-from station.cloud.sync import SyncEvent, SyncEventKind, SyncThread, SyncWorker
+from station.cloud.sync import SyncEvent, SyncEventKind, SyncThread, SyncWorker, start_background_sync
+from station.cloud.token import AccessToken
 from station.sim.console import ROUTES, Call, RateLimit, Route, SimConsole, SimToken, error
 from station.sim.console_http import ApiResponse
 from station.sim.faults import FaultKind
@@ -371,3 +372,20 @@ def test_background_thread_stops_itself_on_auth_error(registry: Registry, cloud:
     assert not thread.running
     assert thread.error is not None and "devices:import" in str(thread.error)
     assert worker.backlog() == 3
+
+
+def test_start_background_sync_from_config(registry: Registry, cloud: Cloud) -> None:
+    config = CloudConfig(product=PRODUCT, base_url=cloud.url, batch_size=7)
+    events: list[SyncEvent] = []
+    thread = start_background_sync(registry.outbox, config, AccessToken(TOKEN, source="t"), on_event=events.append)
+    try:
+        bulk_enqueue(registry, device_ids(20))
+        thread.wake()
+        deadline = time.monotonic() + 10
+        while thread.worker.backlog() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert thread.worker.backlog() == 0
+    finally:
+        assert thread.stop(timeout=5)
+    assert [e.devices for e in events if e.kind is SyncEventKind.BATCH] == [7, 7, 6]
+    assert TOKEN not in repr(events)
