@@ -145,7 +145,10 @@ def _sync_product(
                 drain = worker.drain(max_failures=max_failures)
                 fatal = drain.fatal
             if verify and fatal is None:
-                checked = verify_product(outbox, client, cfg.product, max_failures=max_failures)
+                try:
+                    checked = verify_product(outbox, client, cfg.product, max_failures=max_failures)
+                except CloudError as exc:
+                    fatal = exc
     attention = tuple(e for s in ATTENTION_STATES for e in outbox.entries(state=s, product=cfg.product))
     result = ProductSync(
         product=cfg.product,

@@ -122,6 +122,19 @@ def test_rejected_token_stops_with_scope_and_exit_1(tmp_path: Path, cloud: Cloud
     assert secret not in out + err
 
 
+def test_verify_with_a_list_only_token_problem_is_reported(tmp_path: Path, cloud: Cloud) -> None:
+    from station.sim.console import SimToken
+
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(2))
+    cloud.console.add_token(SimToken("import-only", scopes=frozenset({"devices:import"})))
+    code, out, err = run(
+        ["sync", "--db", str(db), "--base-url", cloud.url, "--verify"], env={"PARTICLE_ACCESS_TOKEN": "import-only"}
+    )
+    assert code == 1
+    assert "2 synced" in out and "devices:list" in err
+
+
 def test_unreachable_cloud_gives_up_and_exits_1(tmp_path: Path, cloud: Cloud) -> None:
     db = tmp_path / "station.db"
     make_db(db, device_ids(3))
