@@ -373,6 +373,14 @@ class ParticleDfuDevice(Device):
         if image.kind == "dct":
             candidates = tuple(a for a in candidates if "dct" in a.memory.name.lower())
         for alt in candidates:
+            if alt.memory.protected and alt.memory.covers(image.address, image.size):
+                raise DeviceError(
+                    "device protection is on: its memory is not writable over DFU",
+                    device=self.name,
+                    address=image.address,
+                    hint="flash it as a product device with service mode, or disable protection first",
+                    reason=Reason.REFUSED,
+                )
             if alt.memory.covers(image.address, image.size, writable=True):
                 return alt
         raise WrongTarget(

@@ -236,6 +236,7 @@ class UsbNoAnswer(UsbSignal):
 # ---------------------------------------------------------------------------- the device
 
 _PORT_PATH = re.compile(r"^(\d+)-(\d+(?:\.\d+)*)$")
+_SEGMENT_TYPE = re.compile(r"(\d+\*\d+[BKM ]?)[a-g]")
 
 
 @dataclass
@@ -256,6 +257,7 @@ class _Session:
     alt: int = 0
     pointer: int = 0
     pending: _Pending | None = None
+    error_string: int = 0  # iString of the last error (Particle: 10 = "Device is in protected mode")
     poll_ms: int = 0
     slow_poll_unit: int | None = None
     refused_addresses: set[tuple[int, int]] = field(default_factory=set)
@@ -285,11 +287,14 @@ class SimulatedDfuDevice:
         mode: UsbMode | str = UsbMode.DFU,
         clock: Callable[[], float] = time.monotonic,
         reset_delay: float | None = None,
+        protected: bool = False,
     ) -> None:
         spec = PLATFORM_SPECS.get(platform.lower())
         if spec is None:
             known = ", ".join(sorted(PLATFORM_SPECS))
             raise ValueError(f"unknown platform {platform!r}; simulated: {known}")
+        if protected and spec.platform.generation == "gen2":
+            raise ValueError(f"{platform} has no device protection (Gen3 and later only)")
         match = _PORT_PATH.match(port_path)
         if match is None:
             raise ValueError(f"port path {port_path!r} is not a USB location like '1-1.4'")
@@ -306,6 +311,9 @@ class SimulatedDfuDevice:
         self.faults = faults if faults is not None else FaultPlan()
         self._clock = clock
         self.reset_delay = reset_delay if reset_delay is not None else (0.5 if self.timing.enabled else 0.0)
+        self.protected = protected
+        # Device protection: the same strings with every segment erase-only ('b').
+        self.memory_strings = tuple(_SEGMENT_TYPE.sub(r"\1b", a.memory) if protected else a.memory for a in spec.alts)
         self.memory: tuple[MemoryMap, ...] = tuple(parse_memory_map(a.memory) for a in spec.alts)
         self.flash: tuple[NorFlash, ...] = tuple(
             NorFlash(
@@ -366,12 +374,12 @@ class SimulatedDfuDevice:
             table[STRING_PRODUCT] = f"{name} DFU Mode"
             table[STRING_CONFIGURATION] = "DFU"
             table[STRING_INTERFACE] = "DFU"
-            for alt, spec in enumerate(self.spec.alts):
-                table[STRING_FIRST_ALT + alt] = spec.memory
+            for alt, memory in enumerate(self.memory_strings):
+                table[STRING_FIRST_ALT + alt] = memory
             table[STRING_ERROR] = "Device is in protected mode"
             if self.platform.generation != "gen2":
                 table[STRING_MSFT] = "MSFT100"
-                table[STRING_PROTECTION] = "sm=o"
+                table[STRING_PROTECTION] = "sm=p" if self.protected else "sm=o"
         else:
             table[STRING_PRODUCT] = name
         return table
@@ -569,9 +577,10 @@ class SimulatedDfuDevice:
 
     # ---- DFU class requests
 
-    def _stall(self, status: Status = Status.ERR_UNKNOWN) -> UsbStalled:
+    def _stall(self, status: Status = Status.ERR_UNKNOWN, error_string: int = 0) -> UsbStalled:
         self._session.state = State.DFU_ERROR
         self._session.status = status
+        self._session.error_string = error_string
         self._session.pending = None
         return UsbStalled()
 
@@ -648,6 +657,8 @@ class SimulatedDfuDevice:
                 return bytes(commands)[:length]
             if length > BOOTLOADER_XFER:
                 raise self._stall()
+            if self.protected:
+                raise self._stall(Status.ERR_VENDOR, STRING_ERROR)
             address = (value - 2) * BOOTLOADER_XFER + session.pointer
             memory, flash = self.memory[session.alt], self.flash[session.alt]
             segment = memory.segment_at(address)
@@ -691,17 +702,25 @@ class SimulatedDfuDevice:
             return StatusReply(Status.OK, 0, reported, 0).pack()
         if state is State.DFU_MANIFEST:
             return StatusReply(Status.OK, 0, State.DFU_MANIFEST_WAIT_RESET, 0).pack()
-        return StatusReply(session.status, 0, state, 0).pack()
+        return StatusReply(session.status, 0, state, session.error_string if state is State.DFU_ERROR else 0).pack()
 
     def _fail(self, status: Status) -> None:
         self._session.state = State.DFU_ERROR
         self._session.status = status
+        self._session.error_string = 0
+
+    def _fail_protected(self) -> None:
+        self._fail(Status.ERR_VENDOR)
+        self._session.error_string = STRING_ERROR
 
     def _execute(self, pending: _Pending) -> None:
         session = self._session
         session.state = State.DFU_DNLOAD_IDLE
         if pending.value == 0:
             self._command(pending.data)
+            return
+        if self.protected:
+            self._fail_protected()
             return
         address = (pending.value - 2) * BOOTLOADER_XFER + session.pointer
         memory, flash = self.memory[session.alt], self.flash[session.alt]
@@ -745,6 +764,9 @@ class SimulatedDfuDevice:
                 return
             if len(data) != 5:
                 self._fail(Status.ERR_UNKNOWN)
+                return
+            if self.protected:
+                self._fail_protected()
                 return
             address = int.from_bytes(data[1:5], "little")
             memory = self.memory[session.alt]

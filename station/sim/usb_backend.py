@@ -88,6 +88,16 @@ class SimulatedUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         device.power_up()
         return device
 
+    def plug(
+        self, platform: str, device_id: str | None = None, *, port_path: str | None = None, **options: Any
+    ) -> SimulatedDfuDevice:
+        """Make a ``SimulatedDfuDevice`` and attach it, on the next free root port ("1-1", "1-2", ...)
+        unless ``port_path`` is given; ``options`` go to the device (timing, faults, mode, ...)."""
+        if port_path is None:
+            taken = {d.port_path for d in self.devices if d.present}
+            port_path = next(f"1-{n}" for n in range(1, 128) if f"1-{n}" not in taken)
+        return self.attach(SimulatedDfuDevice(platform, device_id, port_path=port_path, **options))
+
     def detach(self, device: SimulatedDfuDevice) -> None:
         """Unplug ``device``; open handles fail with NO_DEVICE from now on."""
         device.unplug()

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import usb.core
 import usb.util
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_tools.particle import ModuleFunction, pack_module
 from station.devices.base import FlashImage
@@ -407,3 +409,79 @@ def test_two_devices_cannot_share_a_port(bus: SimulatedUsbBackend) -> None:
     plug(bus, "argon", "1-1")
     with pytest.raises(ValueError, match="already holds"):
         plug(bus, "boron", "1-1")
+
+
+def test_device_protection_makes_memory_erase_only_and_refuses_access(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "boron", protected=True)
+    dev = only(bus)
+    strings = [usb.util.get_string(dev, a.iInterface) for a in dev[0]]
+    assert strings[0] == "@Internal Flash   /0x00000000/1*004Kb,47*004Kb,192*004Kb,4*004Kb,4*004Kb,8*004Kb"
+    assert usb.util.get_string(dev, 0xFA) == "sm=p"
+    after = erase(dev, 0xB4000)
+    assert (after.state, after.status, after.string_index) == (State.DFU_ERROR, Status.ERR_VENDOR, 10)
+    assert usb.util.get_string(dev, after.string_index) == "Device is in protected mode"
+    dev.ctrl_transfer(OUT, Request.CLRSTATUS, 0, 0, b"")
+    command(dev, bytes([0x21]) + (0xB4000).to_bytes(4, "little"))  # setting the pointer is allowed
+    dev.ctrl_transfer(OUT, Request.ABORT, 0, 0, b"")
+    assert stalls(lambda: dev.ctrl_transfer(IN, Request.UPLOAD, 2, 0, 64))
+    assert get_status(dev).status is Status.ERR_VENDOR
+    with pytest.raises(ValueError, match="no device protection"):
+        SimulatedDfuDevice("photon", port_path="1-9", protected=True)
+    assert sim.protected
+
+
+def test_plug_picks_the_next_free_port(bus: SimulatedUsbBackend) -> None:
+    first = bus.plug("argon", timing=TimingModel(enabled=False))
+    second = bus.plug("p2", "00112233445566778899aabb", timing=TimingModel(enabled=False), mode="normal")
+    assert (first.port_path, second.port_path) == ("1-1", "1-2")
+    assert bus.device_at("1-2") is second and second.usb_mode is UsbMode.NORMAL
+    bus.detach(first)
+    assert bus.plug("boron", timing=TimingModel(enabled=False)).port_path == "1-1"
+
+
+_requests = st.lists(
+    st.one_of(
+        st.tuples(st.just("out"), st.sampled_from([0, 1, 4, 6, 7]), st.integers(0, 6), st.binary(max_size=9)),
+        st.tuples(st.just("in"), st.sampled_from([2, 3, 5, 9]), st.integers(0, 6), st.integers(0, 64)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(requests=_requests, platform=st.sampled_from(["photon", "argon", "p2"]))
+def test_any_request_sequence_gets_a_reply_or_a_usb_error(
+    requests: list[tuple[str, int, int, Any]], platform: str
+) -> None:
+    bus = SimulatedUsbBackend()
+    sim = plug(bus, platform)
+    dev = only(bus)
+    for direction, request, value, data in requests:
+        try:
+            if direction == "out":
+                dev.ctrl_transfer(OUT, request, value, 0, data)
+            else:
+                dev.ctrl_transfer(IN, request, value, 0, data)
+        except usb.core.USBError as exc:
+            assert exc.errno in (errno.EPIPE, errno.ENODEV)
+            if exc.errno == errno.ENODEV:  # it left DFU mode (leave, detach): a fresh enumeration
+                dev = only(bus)
+                if sim.usb_mode is UsbMode.NORMAL:
+                    return
+        if sim.usb_mode is UsbMode.NORMAL:
+            return
+        assert isinstance(sim.state, State)
+    # Whatever happened, the host can always get back to dfuIDLE (on a fresh enumeration after DETACH).
+    dev = only(bus)
+    if sim.usb_mode is UsbMode.NORMAL:
+        return
+    before = sim.resets
+    reply = get_status(dev)
+    if sim.usb_mode is UsbMode.NORMAL or sim.resets != before:
+        return  # that status request completed a manifestation: the board rebooted
+    if reply.state is State.DFU_ERROR:
+        dev.ctrl_transfer(OUT, Request.CLRSTATUS, 0, 0, b"")
+    elif reply.state is not State.DFU_IDLE and reply.state not in (State.DFU_MANIFEST, State.DFU_MANIFEST_WAIT_RESET):
+        dev.ctrl_transfer(OUT, Request.ABORT, 0, 0, b"")
+    if sim.state not in (State.DFU_MANIFEST, State.DFU_MANIFEST_WAIT_RESET):
+        assert get_status(dev).state is State.DFU_IDLE

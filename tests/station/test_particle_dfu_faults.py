@@ -156,3 +156,11 @@ def test_faults_on_other_flash_families(bus: SimulatedUsbBackend, platform: str)
     flasher.flash([target])
     flasher.verify([target])
     assert sim.read(target.address, target.size) == target.data
+
+
+def test_a_protected_device_is_refused_with_a_clear_error(bus: SimulatedUsbBackend) -> None:
+    sim = bus.plug("argon", protected=True, timing=TimingModel(enabled=False))
+    with pytest.raises(DeviceError, match="device protection is on") as caught:
+        device(bus).flash([image()])
+    assert caught.value.reason is Reason.REFUSED
+    assert sim.blocks_received == 0
