@@ -6,12 +6,17 @@ worker: the images are bytes in memory, so no file is re-read mid-shift.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
+from firmware_tools.bundle import VerifiedBundle
+from firmware_tools.bundle.manifest import PARTICLE_KIND_BY_FUNCTION
 from station.devices.base import DeviceIdentity, Family, FlashImage
-from station.profile import LineMode, VerifyPolicy
+from station.profile import LineMode, Profile, VerifyPolicy
 from station.store.models import ImageDigest, RunContext
+
+_FUNCTION_BY_KIND = {kind: code for code, kind in PARTICLE_KIND_BY_FUNCTION.items()}
 
 
 def _chip_key(name: str) -> str:
@@ -82,3 +87,49 @@ class JobPlan:
             product_version=self.product_version,
             images=tuple(ImageDigest(i.name, i.sha256) for i in self.images),
         )
+
+
+def plan_from_bundle(
+    bundle: VerifiedBundle,
+    profile: Profile,
+    *,
+    bundle_sha256: str,
+    operator: str | None,
+    sync_product: str | None = None,
+    sync_group: str | None = None,
+) -> JobPlan:
+    """The line's plan from a verified bundle and the profile: images in flash order, held in memory."""
+    m = bundle.manifest
+    if m.target.chip is not None:
+        target = Target(chip=m.target.chip)
+    else:
+        target = Target(platform_id=m.target.platform_id, platform_name=m.target.platform_name)
+    images = tuple(
+        FlashImage(
+            name=i.name,
+            data=i.data,
+            address=i.address,
+            kind=i.kind.value,
+            module_function=None if i.particle is None else _FUNCTION_BY_KIND[i.particle.module_function],
+            module_index=None if i.particle is None else i.particle.module_index,
+            platform_id=None if i.particle is None else i.particle.platform_id,
+            sha256=i.sha256,
+        )
+        for i in bundle.images
+    )
+    return JobPlan(
+        station_id=profile.station_id,
+        target=target,
+        images=images,
+        mode=profile.mode,
+        verify=profile.verify,
+        confirm_version=profile.confirm_version,
+        job_timeout=profile.job_timeout,
+        operator=operator,
+        product_id=m.product.id,
+        product_version=m.product_version,
+        bundle_id=hashlib.sha256(bundle.manifest_bytes).hexdigest()[:16],
+        bundle_sha256=bundle_sha256,
+        sync_product=sync_product,
+        sync_group=sync_group,
+    )
