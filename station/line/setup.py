@@ -1,0 +1,73 @@
+"""Everything a run needs, prepared once at start: the profile, the verified bundle, the plan, cloud settings.
+
+`station check` and `station run` share this, so what check approves is exactly what run does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from firmware_tools.bundle import VerifiedBundle, open_verified_bundle
+from station.errors import InputError
+from station.line.plan import JobPlan, plan_from_bundle
+from station.profile import Profile, load_profile
+
+if TYPE_CHECKING:
+    from station.cloud.config import CloudConfig
+
+# A bundle larger than this is refused before reading (the bundle reader bounds its members too).
+MAX_BUNDLE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PreparedLine:
+    profile: Profile
+    bundle: VerifiedBundle
+    bundle_sha256: str
+    plan: JobPlan
+    cloud: CloudConfig | None  # when the profile has a [cloud] section
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        if path.stat().st_size > MAX_BUNDLE_BYTES:
+            raise InputError(f"bundle {path} is larger than {MAX_BUNDLE_BYTES} bytes")
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read bundle {path}: {exc.strerror}", hint="check the profile's bundle path") from exc
+    return digest.hexdigest()
+
+
+def prepare_line(profile_path: str | Path, *, operator: str | None = None) -> PreparedLine:
+    """Load and check the profile, verify the bundle once, and build the plan.
+
+    Raises InputError for a bad profile, and the bundle's CheckFailed / FormatError for a bundle
+    that does not verify against the profile's trusted keys.
+    """
+    profile = load_profile(profile_path)
+    cloud: CloudConfig | None = None
+    sync_product = None
+    if profile.cloud is not None:
+        from station.cloud.config import CloudConfig
+
+        where = f"{profile.path} [cloud]"
+        cloud = CloudConfig.from_mapping(profile.cloud, where=where, base_dir=profile.path.parent)
+        sync_product = cloud.product
+    bundle_sha256 = _file_sha256(profile.bundle)
+    bundle = open_verified_bundle(
+        profile.bundle, list(profile.trusted_keys), require_signature=profile.require_signature
+    )
+    plan = plan_from_bundle(
+        bundle,
+        profile,
+        bundle_sha256=bundle_sha256,
+        operator=operator or profile.operator,
+        sync_product=sync_product,
+    )
+    return PreparedLine(profile, bundle, bundle_sha256, plan, cloud)
