@@ -61,7 +61,7 @@ from station.protocols.particle_usb import (
     send_service_request,
 )
 
-UDEV_HINT = "install the udev rules (udev/50-particle.rules) or run as a user allowed to open USB devices"
+UDEV_HINT = "install udev/60-benchflash.rules into /etc/udev/rules.d, then re-plug the board"
 _DFU_CLASS = (0xFE, 0x01, 0x02)
 _FALLBACK_TRANSFER_SIZE = 1024  # particle-usb's default when a device has no functional descriptor
 
@@ -309,8 +309,8 @@ class ParticleDfuDevice(Device):
             return self._client
         transport = PyUsbTransport(self.usb_device, name=self.name)
         self._transport = transport
+        transport.claim(0)  # opens the device first: a permission problem shows up here, named
         self._alts, self._functional = self._read_interfaces()
-        transport.claim(0)
         transfer_size = self._functional.transfer_size if self._functional else _FALLBACK_TRANSFER_SIZE
         self._client = DfuSeClient(
             transport,
@@ -340,7 +340,10 @@ class ParticleDfuDevice(Device):
                 if functional is None:
                     extra = bytes(getattr(interface, "extra_descriptors", None) or b"")
                     functional = find_functional_descriptor(extra)
-                text = usb.util.get_string(self.usb_device, interface.iInterface)
+                try:
+                    text = usb.util.get_string(self.usb_device, interface.iInterface)
+                except ValueError:  # pyusb: the device lists no language for its strings
+                    text = None
                 if text is None:
                     raise DfuProtocolError(
                         f"alt setting {interface.bAlternateSetting} has no memory map string", device=self.name

@@ -325,6 +325,7 @@ class SimulatedDfuDevice:
         )
         self._usb_mode = UsbMode(mode)
         self.present = False  # on the bus; the backend sets it when attached
+        self.access_denied = False  # True: opening it fails as without a udev rule
         self.generation = 0  # bumped at every (re-)enumeration; stale handles then fail
         self.blocks_received = 0
         self._running: RunReport | None = None

@@ -174,7 +174,9 @@ class SimulatedUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
 
     def open_device(self, dev: _Enumerated) -> _Handle:
         handle = _Handle(dev)
-        self._live(handle)
+        device = self._live(handle)
+        if device.access_denied:  # the device node belongs to root: no udev rule for it
+            raise usb.core.USBError("Access denied (insufficient permissions)", _LIBUSB_ERROR_ACCESS, errno.EACCES)
         return handle
 
     def close_device(self, dev_handle: _Handle) -> None:

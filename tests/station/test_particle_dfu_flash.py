@@ -393,3 +393,15 @@ def test_running_firmware_says_when_the_bootloader_refused_to_boot(bus: Simulate
     device.restart()
     assert device.running_firmware() == "DFU mode"
     assert sim.running is not None and sim.running.mode is RunMode.DFU
+
+
+def test_a_device_without_permissions_says_how_to_fix_it(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "argon")
+    sim.access_denied = True
+    (device,) = find_dfu_devices(backend=bus)  # listed: enumeration needs no access
+    assert device.describe().usb_serial_number is None
+    for attempt in (device.identify, lambda: device.flash([user_image("argon", b"x" * 10)])):
+        with pytest.raises(DeviceError) as caught:
+            attempt()
+        assert caught.value.reason.value == "permission"
+        assert "60-benchflash.rules" in str(caught.value)
