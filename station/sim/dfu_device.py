@@ -258,11 +258,9 @@ class _Session:
     pointer: int = 0
     pending: _Pending | None = None
     error_string: int = 0  # iString of the last error (Particle: 10 = "Device is in protected mode")
-    poll_ms: int = 0
-    slow_poll_unit: int | None = None
     refused_addresses: set[tuple[int, int]] = field(default_factory=set)
     written: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
-    # normal-mode service requests: id -> (type, result)
+    # normal-mode service requests: request id -> request type
     service: dict[int, int] = field(default_factory=dict)
     next_service_id: int = 1
     reset_to: UsbMode | None = None
@@ -684,7 +682,6 @@ class SimulatedDfuDevice:
             poll = 0
             if unit is not None and self.faults.take(FaultKind.SLOW_POLL, unit):
                 poll = SLOW_POLL_MS
-                session.slow_poll_unit = unit
             reply = StatusReply(Status.OK, poll, State.DFU_DNBUSY, 0).pack()
             if unit is not None and self.faults.take(FaultKind.CORRUPT_REPLY, unit):
                 reply = bytes([reply[0] ^ 0x5A, reply[1], reply[2], reply[3], reply[4] ^ 0xF0, reply[5]])
