@@ -12,12 +12,19 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from station.cloud.backoff import RateLimiter, parse_retry_after
-from station.cloud.config import DEFAULT_RATE_LIMIT, DEFAULT_RATE_WINDOW, CloudConfig, Timeouts, check_base_url
+from station.cloud.config import (
+    DEFAULT_RATE_LIMIT,
+    DEFAULT_RATE_WINDOW,
+    CloudConfig,
+    Timeouts,
+    check_base_url,
+    is_loopback_host,
+)
 from station.cloud.errors import (
     CloudAuthError,
     CloudNotFound,
@@ -74,7 +81,9 @@ class ParticleCloud:
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
             verify=True,
             follow_redirects=False,
-            trust_env=False,
+            # Factory networks often need HTTPS_PROXY and a site CA (SSL_CERT_FILE): honour the
+            # environment, except on loopback (the simulated console), where a proxy only gets in the way.
+            trust_env=not is_loopback_host(urlsplit(self.base_url).hostname or ""),
             transport=transport,
             headers={"User-Agent": _user_agent(), "Accept": "application/json"},
         )

@@ -258,3 +258,10 @@ def test_certificates_are_verified(tmp_path: Path) -> None:
         assert cloud.console.stats().requests == 0
     finally:
         server.stop()
+
+
+def test_loopback_ignores_proxy_settings(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    with cloud.client() as client:
+        assert client.list_devices(PRODUCT).total_pages == 0
