@@ -32,12 +32,29 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 @click.option("--product", "product_id", type=click.IntRange(1, 2**31 - 1), required=True, help="Product ID.")
 @click.option("--slug", help="Product slug (default product-ID).")
 @click.option("--platform-id", type=int, help="Product platform; devices known to be of another are invalid.")
-@click.option("--token", envvar="BENCHFLASH_SIM_TOKEN", required=True, help="The access token clients must send.")
+@click.option(
+    "--token",
+    envvar="BENCHFLASH_SIM_TOKEN",
+    required=True,
+    help="The token clients must send (or BENCHFLASH_SIM_TOKEN, which ps cannot show).",
+)
 @click.option("--state", "state_file", type=click.Path(dir_okay=False), help="Load and save the console's state here.")
 @click.option("--claimed-elsewhere", multiple=True, help="A device ID claimed outside the team (repeatable).")
 @click.option("--protected", multiple=True, help="A protected device ID (repeatable).")
-@click.option("--rate-limit", type=click.IntRange(1), default=DOCUMENTED_RATE_LIMIT, show_default=True)
-@click.option("--rate-window", type=click.FloatRange(min=0.001), default=DOCUMENTED_RATE_WINDOW, show_default=True)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(1),
+    default=DOCUMENTED_RATE_LIMIT,
+    show_default=True,
+    help="Requests per window per client; more get 429.",
+)
+@click.option(
+    "--rate-window",
+    type=click.FloatRange(min=0.001),
+    default=DOCUMENTED_RATE_WINDOW,
+    show_default=True,
+    help="Rate limit window, seconds.",
+)
 @click.option("--no-retry-after", is_flag=True, help="Answer 429 without a Retry-After header.")
 @click.option("--faults", default="", help="Faults by request number: error-status@3,disconnect@5,stall,corrupt-reply.")
 @click.option("--latency", type=click.FloatRange(min=0), default=0.0, help="Seconds added to every answer.")
