@@ -187,7 +187,7 @@ class SyncWorker:
                 continue
             consecutive = 0
             self._record(batch, result.outcomes(batch), tally, skip)
-        return self._stop(tally, "stopped", 0)
+        return self._report(tally, stopped="stopped on request")
 
     def _next_batch(self, skip: set[str]) -> list[str]:
         entries = self.outbox.pending(self.product, limit=self.batch_size + len(skip))
