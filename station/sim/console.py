@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from firmware_tools.errors import FirmwareError
 from station.sim.console_http import ApiRequest, ApiResponse, Reply
 from station.sim.console_state import DEVICE_ID, ConsoleState, SimDevice, SimProduct
 from station.sim.faults import FaultKind, parse_faults
@@ -323,7 +324,10 @@ class SimConsole:
                 return error(403, "forbidden", f"The access token may not access product {product.id}.")
         response = route.handler(self, Call(request, params, token, product))
         if route.mutates and self.state_file is not None and response.status < 300:
-            self.state.save(self.state_file)
+            try:
+                self.state.save(self.state_file)
+            except FirmwareError as exc:
+                return error(500, "server_error", f"the console could not save its state: {exc}")
         return response
 
     def _authenticate(self, request: ApiRequest) -> SimToken | None:

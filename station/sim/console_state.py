@@ -201,7 +201,7 @@ class ConsoleState:
             raise StateFileError(f"{path}: larger than {MAX_STATE_BYTES} bytes")
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise StateFileError(f"{path}: not JSON ({exc})") from None
         return cls.from_json(data)
 
