@@ -91,6 +91,18 @@ class LineStatus(Event):
     extra: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
+class SyncProgress(Event):
+    """The cloud sync worker's news: a batch answered, a retry, a refusal, a stop. ``slot`` is empty."""
+
+    kind: ClassVar[str] = "sync"
+    what: str  # sync-batch, sync-retry, sync-rejected, sync-stopped
+    product: str
+    devices: int
+    outcomes: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+
+
 EventSink = Callable[[Event], None]
 
 EVENT_KINDS: tuple[type[Event], ...] = (
@@ -102,4 +114,5 @@ EVENT_KINDS: tuple[type[Event], ...] = (
     Recorded,
     Detached,
     LineStatus,
+    SyncProgress,
 )

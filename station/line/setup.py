@@ -44,13 +44,14 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare_line(profile_path: str | Path, *, operator: str | None = None) -> PreparedLine:
+def prepare_line(profile: str | Path | Profile, *, operator: str | None = None) -> PreparedLine:
     """Load and check the profile, verify the bundle once, and build the plan.
 
     Raises InputError for a bad profile, and the bundle's CheckFailed / FormatError for a bundle
     that does not verify against the profile's trusted keys.
     """
-    profile = load_profile(profile_path)
+    if not isinstance(profile, Profile):
+        profile = load_profile(profile)
     cloud: CloudConfig | None = None
     sync_product = None
     if profile.cloud is not None:

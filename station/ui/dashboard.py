@@ -106,11 +106,13 @@ class Dashboard(App[None]):
         retry: Callable[[str], bool] = lambda slot: False,
         request_stop: Callable[[], None] = lambda: None,
         is_idle: Callable[[], bool] = lambda: True,
+        events: queue.SimpleQueue[Event] | None = None,
     ) -> None:
         super().__init__()
         self.info = info
         self.board = Board()
-        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        # The line may be started before the app, writing into this queue from the first event.
+        self.events: queue.SimpleQueue[Event] = events if events is not None else queue.SimpleQueue()
         self._retry = retry
         self._request_stop = request_stop
         self._is_idle = is_idle

@@ -1,0 +1,88 @@
+"""One shift of the line: the runner, the registry, the sources and, when configured, the cloud sync.
+
+`station run` and `station demo` both run a session; only the screen differs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from station.discovery.base import Source
+from station.line.events import Event, EventSink, Recorded, SyncProgress
+from station.line.runner import LineRunner
+from station.line.setup import PreparedLine
+from station.store import OutboxState, Registry
+
+if TYPE_CHECKING:
+    from station.cloud.sync import SyncEvent, SyncThread
+    from station.cloud.token import AccessToken
+
+
+class LineSession:
+    def __init__(
+        self,
+        line: PreparedLine,
+        registry: Registry,
+        sources: Sequence[Source],
+        sink: EventSink,
+        *,
+        poll_interval: float = 0.25,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.line = line
+        self.registry = registry
+        self.sink = sink
+        self.clock = clock
+        self.sync: SyncThread | None = None
+        self.runner = LineRunner(
+            sources,
+            line.plan,
+            registry,
+            self._on_event,
+            label=line.profile.label,
+            sync_backlog=self._backlog,
+            poll_interval=poll_interval,
+        )
+
+    def start_sync(self, token: AccessToken) -> None:
+        """Drain the outbox into the product from a background thread while the line runs."""
+        from station.cloud.sync import start_background_sync
+
+        if self.line.cloud is None:
+            raise ValueError("the profile has no [cloud] section")
+        self.sync = start_background_sync(self.registry.outbox, self.line.cloud, token, on_event=self._on_sync)
+
+    def _on_event(self, event: Event) -> None:
+        self.sink(event)
+        if self.sync is not None and isinstance(event, Recorded) and event.result == "pass":
+            self.sync.wake()
+
+    def _on_sync(self, event: SyncEvent) -> None:
+        self.sink(
+            SyncProgress(
+                time=self.clock(),
+                slot="",
+                label="",
+                what=event.kind.value,
+                product=event.product,
+                devices=event.devices,
+                outcomes=dict(event.outcomes),
+                message=event.message,
+            )
+        )
+
+    def _backlog(self) -> int | None:
+        if self.line.plan.sync_product is None:
+            return None
+        return self.registry.outbox.counts(self.line.plan.sync_product)[OutboxState.PENDING]
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set; running jobs finish first, then the sync thread stops."""
+        try:
+            self.runner.run(stop)
+        finally:
+            if self.sync is not None:
+                self.sync.stop(timeout=10.0)
