@@ -128,6 +128,16 @@ def write_export(
     return tally.rows
 
 
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable: a power cut right after must not bring the old file back."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
     """A text file that replaces ``path`` only when the block ends without an error."""
@@ -150,6 +160,7 @@ def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+        _sync_folder(folder)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -385,6 +385,8 @@ class Registry:
             raise AttemptStateError(f"attempt {attempt_id}: 'running' is not a way to finish")
         if final is AttemptResult.PASS and (error_code or error_message):
             raise AttemptStateError(f"attempt {attempt_id}: a PASS carries no error")
+        if final is AttemptResult.INTERRUPTED and error_code is None:
+            error_code = Reason.INTERRUPTED
         with self._writing() as (conn, now):
             device, _ = self._running(conn, attempt_id)
             if final is AttemptResult.PASS and device is None:

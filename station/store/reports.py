@@ -206,6 +206,9 @@ def iter_export_rows(conn: sqlite3.Connection, *, passed_only: bool, chunk: int)
 
 def stats(conn: sqlite3.Connection, *, since: float | None) -> Stats:
     window, params = _filters(None, since)
+    # Over a window, read only its rows: left alone, SQLite would rather walk a grouping index
+    # through every attempt ever recorded than sort the few thousand of a shift.
+    source = "attempts" if since is None else "attempts INDEXED BY attempts_started"
     lines = [
         LineCount(
             station_id=str(station),
@@ -218,7 +221,7 @@ def stats(conn: sqlite3.Connection, *, since: float | None) -> Stats:
         )
         for station, pid, pver, total, passed, failed, interrupted in conn.execute(
             "SELECT station_id, product_id, product_version, count(*), sum(result = 'pass'),"
-            f" sum(result = 'fail'), sum(result = 'interrupted') FROM attempts{window}"
+            f" sum(result = 'fail'), sum(result = 'interrupted') FROM {source}{window}"
             " GROUP BY station_id, product_id, product_version"
             " ORDER BY station_id, product_id, product_version",
             params,
@@ -244,7 +247,7 @@ def stats(conn: sqlite3.Connection, *, since: float | None) -> Stats:
     else:
         seen, devices_passed, failing = conn.execute(
             "SELECT count(*), coalesce(sum(p > 0), 0), coalesce(sum(p = 0 AND f > 0), 0) FROM ("
-            " SELECT sum(result = 'pass') AS p, sum(result = 'fail') AS f FROM attempts"
+            " SELECT sum(result = 'pass') AS p, sum(result = 'fail') AS f FROM attempts INDEXED BY attempts_started"
             " WHERE started_at >= ? AND device_id IS NOT NULL GROUP BY device_id)",
             (since,),
         ).fetchone()

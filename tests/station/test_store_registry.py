@@ -97,6 +97,15 @@ def test_a_failure_keeps_its_reason_and_where_it_stopped(registry: Registry) -> 
     assert registry.outbox.entries() == []  # only a PASS is imported
 
 
+def test_an_attempt_the_line_abandons_is_interrupted(registry: Registry) -> None:
+    attempt = registry.start_attempt(Slot("1-1.6"), CONTEXT)
+    registry.record_phase(attempt, "write")
+    registry.finish_attempt(attempt, AttemptResult.INTERRUPTED)
+    record = registry.attempt(attempt)
+    assert (record.result, record.error_code, record.phase) == (AttemptResult.INTERRUPTED, "interrupted", "write")
+    assert registry.stats().attempts_interrupted == 1
+
+
 def test_transitions_out_of_order_are_refused(registry: Registry) -> None:
     attempt = registry.start_attempt(Slot("1-1.1"), CONTEXT)
     with pytest.raises(AttemptStateError, match="needs the device's ID"):
