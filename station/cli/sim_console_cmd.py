@@ -17,7 +17,7 @@ from station.sim.console_state import StateFileError
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[::1]:PORT`` or ``:PORT`` (loopback)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise InputError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)

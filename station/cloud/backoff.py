@@ -6,6 +6,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random as _random
+import re
 import threading
 import time
 from collections import deque
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 MAX_RETRY_AFTER = 900.0
 # A slot frees a hair after the window edge, so float rounding never lands one request inside it.
 _EDGE = 1e-6
+# ASCII digits only: str.isdigit() also accepts superscripts, which int() refuses.
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
+    if _DELTA_SECONDS.fullmatch(text):
         return min(float(int(text[:12])), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(text)

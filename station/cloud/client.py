@@ -203,7 +203,7 @@ class ParticleCloud:
 
     def _read_bounded(self, response: httpx.Response, where: str) -> bytes:
         declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_answer:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > self._max_answer:
             raise CloudUnavailable(f"{where}: answer of {declared} bytes is larger than allowed")
         chunks: list[bytes] = []
         size = 0

@@ -500,7 +500,7 @@ def _positive(query: Mapping[str, str], key: str, default: int) -> int | None:
     raw = query.get(key)
     if raw is None or raw == "":
         return default
-    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else None
 
 
 def _list_devices(console: SimConsole, call: Call) -> ApiResponse:

@@ -163,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw_length = self.headers.get("Content-Length")
         if raw_length is None:
             return b""
-        if not raw_length.strip().isdigit():
+        if not (raw_length.strip().isascii() and raw_length.strip().isdigit()):
             raise BodyError("bad Content-Length")
         length = int(raw_length)
         if length > limit:

@@ -137,7 +137,7 @@ class ConsoleState:
         self.devices.setdefault(product.id, ProductDevices())
 
     def find_product(self, id_or_slug: str) -> SimProduct | None:
-        if id_or_slug.isdigit():
+        if id_or_slug.isascii() and id_or_slug.isdigit():
             return self.products.get(int(id_or_slug))
         return next((p for p in self.products.values() if p.slug == id_or_slug), None)
 

@@ -276,3 +276,11 @@ def test_station_sim_console_command(tmp_path: Path) -> None:
     assert TOKEN not in out + err
     saved = ConsoleState.load(state)
     assert list(saved.devices[int(PRODUCT)].order) == device_ids(2)
+
+
+def test_non_ascii_digits_are_not_numbers(served: tuple[SimConsole, httpx.Client]) -> None:
+    _, http = served
+    assert http.get(DEVICES, headers=AUTH, params={"page": "\u00b9"}).status_code == 400
+    assert http.get("/v1/products/\u00b9\u00b2/devices", headers=AUTH).status_code == 404
+    with pytest.raises(InputError):
+        parse_listen("127.0.0.1:\u00b9")
