@@ -284,3 +284,25 @@ def test_non_ascii_digits_are_not_numbers(served: tuple[SimConsole, httpx.Client
     assert http.get("/v1/products/\u00b9\u00b2/devices", headers=AUTH).status_code == 404
     with pytest.raises(InputError):
         parse_listen("127.0.0.1:\u00b9")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+    path=st.sampled_from([DEVICES, f"/v1/products/{SLUG}/devices/abc", f"/v1/products/{PRODUCT}", "/v1/x", "/"]),
+    ctype=st.sampled_from(
+        ["", "application/json", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b", "x/y"]
+    ),
+    body=st.binary(max_size=300),
+    query=st.dictionaries(st.sampled_from(["page", "per_page", "deviceId", "groups"]), st.text(max_size=5)),
+)
+def test_any_request_gets_an_answer(method: str, path: str, ctype: str, body: bytes, query: dict[str, str]) -> None:
+    from station.sim.console_http import ApiRequest
+
+    console = SimConsole.with_product(int(PRODUCT), TOKEN, slug=SLUG)
+    headers = {"authorization": f"Bearer {TOKEN}", "content-type": ctype}
+    reply = console.handle(ApiRequest(method, path, query, headers, body, "127.0.0.1"))
+    assert reply.response is not None
+    assert reply.response.status in (200, 400, 404, 405)
+    if reply.response.status != 200:
+        assert isinstance(reply.response.body, dict) and set(reply.response.body) == {"error", "error_description"}
