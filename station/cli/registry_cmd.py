@@ -90,6 +90,11 @@ def attempt_line(record: AttemptRecord) -> str:
     return line
 
 
+def phase_line(record: AttemptRecord) -> str:
+    """Where the time of an attempt went: ``identify 1.2s  write 31.0s  verify 4.1s``."""
+    return "  ".join(f"{p.phase} {'-' if p.seconds is None else f'{p.seconds:.1f}s'}" for p in record.phases)
+
+
 @click.command()
 @db_option
 @click.option("--device", "device_id", metavar="ID", help="Only this device's attempts.")
@@ -103,7 +108,10 @@ def attempt_line(record: AttemptRecord) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of attempts.")
 def history(db: str | None, device_id: str | None, since: str | None, limit: int, as_json: bool) -> None:
-    """List recorded attempts, oldest first: slot, device, result, time and the failure reason."""
+    """List recorded attempts, oldest first: slot, device, result, time and the failure reason.
+
+    With --device, each attempt also shows the time spent in each phase.
+    """
     start = _since(since)
     with open_registry(db) as registry:
         records = registry.history(device_id=device_id, since=start, limit=limit or None)
@@ -120,6 +128,8 @@ def history(db: str | None, device_id: str | None, since: str | None, limit: int
         )
         for record in records:
             click.echo(attempt_line(record))
+            if device_id is not None and record.phases:
+                click.echo(" " * 9 + phase_line(record))
     if total > len(records):
         click.echo(f"showing the latest {len(records)} of {total} attempts; --limit 0 shows all", err=True)
 

@@ -96,14 +96,16 @@ class Registry:
                 hint="nothing has been recorded there yet; pass --db or set BENCHFLASH_DB to the station's file",
             )
         ensure_parent(self.path)
+        self._reader: sqlite3.Connection | None = None
         self._conn = self._connect()
         try:
             self._setup()
+            self.recover_interrupted()
         except BaseException:
             self._conn.close()
+            if self._reader is not None:
+                self._reader.close()
             raise
-        self._reader: sqlite3.Connection | None = None
-        self.recover_interrupted()
 
     # -- connections -------------------------------------------------------------------------
 

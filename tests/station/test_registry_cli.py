@@ -93,6 +93,15 @@ def test_history_filters_by_device_and_time(db: Path) -> None:
     assert [r["device_id"] for r in json.loads(out)] == [PASSED[1], PASSED[2], PASSED[0]]
 
 
+def test_history_of_one_device_shows_time_per_phase(db: Path) -> None:
+    code, out, _ = _run("history", "--db", str(db), "--device", PASSED[2])
+    assert code == 0
+    lines = out.splitlines()
+    assert "PASS" in lines[1]
+    # The test clock moves a minute per reading; identify() itself reads it once inside the phase.
+    assert lines[2].split() == ["identify", "120.0s", "write", "60.0s"]
+
+
 def test_history_says_when_it_shows_only_the_latest(db: Path) -> None:
     code, out, err = _run("history", "--db", str(db), "--limit", "2")
     assert code == 0
