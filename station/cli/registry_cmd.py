@@ -102,6 +102,7 @@ def phase_line(record: AttemptRecord) -> str:
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
+    metavar="N",
     default=200,
     show_default=True,
     help="Show the latest N attempts; 0 shows all.",
@@ -185,7 +186,13 @@ def stats_text(stats: Stats, where: str) -> Iterator[str]:
 @click.option("--since", metavar="WHEN", help="Count only attempts started since WHEN (2h, 3d, an ISO date).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def stats(db: str | None, since: str | None, as_json: bool) -> None:
-    """Passed, failed, first-pass yield, devices per hour, failures by reason, per station and product."""
+    """Passed, failed, first-pass yield, devices per hour, failures by reason, per station and product.
+
+    First-pass yield: of the devices first tested in the window, the share whose first finished
+    attempt passed (an interrupted attempt is the station's, not the device's, and does not count).
+    Devices per hour: devices that passed, over the time from the window's first attempt to its
+    last event.
+    """
     start = _since(since)
     with open_registry(db) as registry:
         figures = registry.stats(since=start)
