@@ -75,12 +75,20 @@ class ImportResult:
         updated = body.get("updated", None)
         if not isinstance(updated, int) or isinstance(updated, bool) or updated < 0:
             raise _bad(f"updated is {updated!r}, not a count")
+        updated_ids = _id_list(body, "updatedDeviceIds")
+        existing_ids = _id_list(body, "existingDeviceIds")
+        nonmember_ids = _id_list(body, "nonmemberDeviceIds")
+        invalid_ids = _id_list(body, "invalidDeviceIds")
+        # The older form reads "not rejected = accepted", so it must at least carry both rejection
+        # lists: a bare {"updated": 0} would otherwise mark every device synced.
+        if updated_ids is None and existing_ids is None and (nonmember_ids is None or invalid_ids is None):
+            raise _bad("import result names no device lists")
         return cls(
             updated=updated,
-            updated_ids=_id_list(body, "updatedDeviceIds"),
-            existing_ids=_id_list(body, "existingDeviceIds"),
-            nonmember_ids=_id_list(body, "nonmemberDeviceIds") or (),
-            invalid_ids=_id_list(body, "invalidDeviceIds") or (),
+            updated_ids=updated_ids,
+            existing_ids=existing_ids,
+            nonmember_ids=nonmember_ids or (),
+            invalid_ids=invalid_ids or (),
             protected_ids=_id_list(body, "protectedDeviceIds"),
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import ssl
 from pathlib import Path
 
@@ -13,12 +14,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from station.cloud.client import ParticleCloud
 from station.cloud.config import Timeouts
 from station.cloud.errors import (
     CloudAuthError,
     CloudConfigError,
+    CloudError,
     CloudNotFound,
     CloudRateLimited,
     CloudRejected,
@@ -265,3 +269,40 @@ def test_loopback_ignores_proxy_settings(cloud: Cloud, monkeypatch: pytest.Monke
         monkeypatch.setenv(name, "http://127.0.0.1:9")
     with cloud.client() as client:
         assert client.list_devices(PRODUCT).total_pages == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    status=st.sampled_from([200, 201, 204, 301, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 599]),
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4),
+            max_leaves=12,
+        ).map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {"updated": st.integers(-1, 3)},
+            optional={
+                "updatedDeviceIds": st.lists(st.text(max_size=30), max_size=3),
+                "invalidDeviceIds": st.one_of(st.none(), st.lists(st.text(max_size=5), max_size=3), st.text()),
+                "error": st.text(max_size=10),
+                "error_description": st.text(max_size=30),
+            },
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+    retry_after=st.one_of(st.none(), st.text(max_size=12)),
+)
+def test_any_answer_is_a_result_or_a_cloud_error(status: int, body: bytes, retry_after: str | None) -> None:
+    headers = {} if retry_after is None else {b"Retry-After": retry_after.encode("utf-8")}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body, headers=headers)
+
+    client = ParticleCloud(AccessToken(TOKEN, source="t"), transport=httpx.MockTransport(answer))
+    try:
+        result = client.import_devices("1", ["aa", "bb"])
+    except CloudError as exc:
+        assert TOKEN not in str(exc)
+    else:
+        assert set(result.outcomes(["aa", "bb"])) == {"aa", "bb"}

@@ -47,6 +47,8 @@ def test_older_form_not_rejected_means_accepted() -> None:
 def test_rejection_wins_over_acceptance() -> None:
     result = ImportResult.from_json({"updated": 1, "updatedDeviceIds": [A], "invalidDeviceIds": [A]})
     assert result.outcomes([A]) == {A: ImportOutcome.INVALID}
+    result = ImportResult.from_json({"updated": 1, "existingDeviceIds": [A], "protectedDeviceIds": [A]})
+    assert result.outcomes([A]) == {A: ImportOutcome.PROTECTED}
 
 
 @pytest.mark.parametrize(
@@ -55,6 +57,8 @@ def test_rejection_wins_over_acceptance() -> None:
         [],
         "ok",
         {},
+        {"updated": 0},
+        {"updated": 3, "invalidDeviceIds": []},
         {"updated": -1},
         {"updated": True},
         {"updated": 1, "invalidDeviceIds": "abc"},
@@ -77,6 +81,7 @@ def test_unusable_import_answers(body: object) -> None:
     ),
 )
 def test_every_requested_id_gets_exactly_one_outcome(requested: list[str], lists: dict[str, list[str]]) -> None:
+    lists = {"nonmemberDeviceIds": [], "invalidDeviceIds": [], **lists}
     result = ImportResult.from_json({"updated": 0, **lists})
     outcomes = result.outcomes(requested)
     assert list(outcomes) == requested
