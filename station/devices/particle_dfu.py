@@ -320,6 +320,7 @@ class ParticleDfuDevice(Device):
             control_timeout_ms=self.control_timeout_ms,
             max_poll_wait=self.max_poll_wait,
             sleep=self._sleep,
+            clock=self._clock,
         )
         return self._client
 

@@ -326,6 +326,15 @@ def leave_outcome(reply: StatusReply) -> Poll:
 # --------------------------------------------------------------------------- client
 
 
+@dataclass
+class _PollBudget:
+    """How long one operation has been waiting for the device, and how often it asked."""
+
+    started: float
+    asked: float = 0.0
+    polls: int = 0
+
+
 @dataclass(frozen=True)
 class Where:
     """Where an operation was, for error messages."""
@@ -347,7 +356,9 @@ class DfuSeClient:
         device: str | None = None,
         control_timeout_ms: int = DEFAULT_CONTROL_TIMEOUT_MS,
         max_poll_wait: float = 20.0,
+        max_polls: int = 10_000,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= transfer_size <= 0xFFFF:
             raise DfuProtocolError(f"transfer size {transfer_size} is not usable", device=device)
@@ -357,7 +368,9 @@ class DfuSeClient:
         self.device = device
         self.control_timeout_ms = control_timeout_ms
         self.max_poll_wait = max_poll_wait
+        self.max_polls = max_polls
         self._sleep = sleep
+        self._clock = clock
         self.last_status: StatusReply | None = None
 
     # ---- raw requests
@@ -424,12 +437,15 @@ class DfuSeClient:
 
     # ---- state handling
 
-    def _sleep_poll(self, reply: StatusReply, waited: float, where: Where) -> float:
+    def _sleep_poll(self, reply: StatusReply, budget: _PollBudget, where: Where) -> None:
+        """Wait bwPollTimeout before the next GETSTATUS, within the operation's time and poll budget."""
         delay = reply.poll_timeout_ms / 1000.0
-        if waited + delay > self.max_poll_wait:
+        budget.polls += 1
+        spent = max(budget.asked, self._clock() - budget.started)
+        if spent + delay > self.max_poll_wait or budget.polls > self.max_polls:
             raise DeviceTimeout(
-                f"{where.what}: device still busy after {waited:.1f} s and asks to wait "
-                f"{delay:.1f} s more (limit {self.max_poll_wait:.0f} s)",
+                f"{where.what}: device still busy after {budget.polls} status requests ({spent:.1f} s) "
+                f"and asks to wait {delay:.1f} s more (limit {self.max_poll_wait:.0f} s)",
                 device=self.device,
                 block=where.block,
                 address=where.address,
@@ -437,11 +453,12 @@ class DfuSeClient:
             )
         if delay > 0:
             self._sleep(delay)
-        return waited + delay
+        budget.asked += delay
 
     def go_idle(self) -> StatusReply:
         """Bring the device to dfuIDLE with status OK (CLRSTATUS / ABORT as needed)."""
         where = Where("reach dfuIDLE")
+        budget = _PollBudget(self._clock())
         for _ in range(6):
             try:
                 reply = self.get_status(where)
@@ -465,7 +482,7 @@ class DfuSeClient:
                     hint="re-plug the board and flash again",
                 )
             if reply.poll_timeout_ms:
-                self._sleep_poll(reply, 0.0, where)
+                self._sleep_poll(reply, budget, where)
             if action is Recovery.WAIT:
                 continue
             if action is Recovery.CLRSTATUS:
@@ -491,7 +508,7 @@ class DfuSeClient:
         )
 
     def _wait_done(self, where: Where, *, first_must_be_busy: bool = False) -> StatusReply:
-        waited = 0.0
+        budget = _PollBudget(self._clock())
         first = True
         while True:
             reply = self.get_status(where)
@@ -516,7 +533,7 @@ class DfuSeClient:
                     block=where.block,
                     address=where.address,
                 )
-            waited = self._sleep_poll(reply, waited, where)
+            self._sleep_poll(reply, budget, where)
 
     def _download(self, value: int, data: bytes, where: Where) -> None:
         try:
@@ -595,7 +612,7 @@ class DfuSeClient:
         """
         where = Where("leave DFU mode")
         self._out(Request.DNLOAD, 2, b"", where)
-        waited = 0.0
+        budget = _PollBudget(self._clock())
         while True:
             try:
                 reply = self.get_status(where)
@@ -610,4 +627,4 @@ class DfuSeClient:
                 raise DfuProtocolError(
                     f"{where.what}: device went to state {state_name(reply.state)}", device=self.device
                 )
-            waited = self._sleep_poll(reply, waited, where)
+            self._sleep_poll(reply, budget, where)

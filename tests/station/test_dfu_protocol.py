@@ -260,3 +260,42 @@ def test_upload_uses_block_numbers_from_two() -> None:
     transport.upload = b"abcdef"
     assert client(transport).upload_block(5, 4, 0) == b"abcd"
     assert transport.calls[-1] == ("in", Request.UPLOAD, 7, 4)
+
+
+class Stuck(ScriptedTransport):
+    """A device that answers the same status for ever."""
+
+    def __init__(self, reply: StatusReply) -> None:
+        super().__init__()
+        self.reply = reply
+
+    def control_in(
+        self, request_type: int, request: int, value: int, index: int, length: int, timeout_ms: int
+    ) -> bytes:
+        self.calls.append(("in", request, value, length))
+        return self.reply.pack()
+
+
+def test_a_device_busy_for_ever_with_zero_poll_timeout_ends_in_a_timeout() -> None:
+    transport = Stuck(BUSY)
+    with pytest.raises(DeviceTimeout, match="still busy after 101 status requests"):
+        client(transport, max_polls=100).download_block(0, b"x", 0)
+    assert len(transport.calls) == 1 + 101
+
+
+def test_wall_clock_bounds_the_wait_even_when_the_device_asks_for_none() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.5  # every status request takes half a second
+        return now[0]
+
+    dfu = DfuSeClient(Stuck(BUSY), device="test", sleep=lambda _: None, clock=clock, max_poll_wait=5.0)
+    with pytest.raises(DeviceTimeout):
+        dfu.erase_page(0x1000)
+    assert now[0] < 10.0
+
+
+def test_a_device_stuck_in_manifest_sync_does_not_hang_leave() -> None:
+    with pytest.raises(DeviceTimeout):
+        client(Stuck(status(State.DFU_MANIFEST_SYNC)), max_polls=50).leave()
