@@ -8,6 +8,7 @@ from station.store.errors import (
     RegistryMissing,
     RegistryUnavailable,
 )
+from station.store.export import ExportFormat, render, write_export
 from station.store.models import (
     AttemptRecord,
     AttemptResult,
@@ -30,6 +31,7 @@ __all__ = [
     "AttemptResult",
     "AttemptStateError",
     "DeviceRecord",
+    "ExportFormat",
     "ImageDigest",
     "InvalidRecord",
     "LineCount",
@@ -47,5 +49,7 @@ __all__ = [
     "Slot",
     "Stats",
     "default_db_path",
+    "render",
     "resolve_db_path",
+    "write_export",
 ]
