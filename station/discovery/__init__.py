@@ -1,1 +1,17 @@
 """What is attached now, keyed by physical port path (the slot); hotplug."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from station.discovery.base import Source
+
+
+def all_sources(*, usb_backend: object | None = None) -> list[Source]:
+    """Every real source, USB first: a Particle board seen both on USB and as a serial port is
+    flashed over DFU (the first source to claim a slot keeps it)."""
+    from station.discovery.serial_ports import SerialPortSource
+    from station.discovery.usb_dfu import UsbParticleSource
+
+    return [UsbParticleSource(backend=usb_backend), SerialPortSource()]
