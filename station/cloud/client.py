@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
@@ -74,6 +75,7 @@ class ParticleCloud:
         self.base_url = check_base_url(base_url, where="cloud client")
         self._token = token
         t = timeouts or Timeouts()
+        self._total = t.total
         self.limiter = limiter or RateLimiter(DEFAULT_RATE_LIMIT, DEFAULT_RATE_WINDOW)
         self._max_answer = max_answer_bytes
         self._http = httpx.Client(
@@ -207,10 +209,13 @@ class ParticleCloud:
             raise CloudUnavailable(f"{where}: answer of {declared} bytes is larger than allowed")
         chunks: list[bytes] = []
         size = 0
+        deadline = time.monotonic() + self._total
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > self._max_answer:
                 raise CloudUnavailable(f"{where}: answer larger than {self._max_answer} bytes")
+            if time.monotonic() > deadline:
+                raise CloudUnavailable(f"{where}: timed out (answer still arriving after {self._total:g} s)")
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -61,12 +61,14 @@ def check_base_url(url: str, *, where: str = "[cloud]") -> str:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds for each phase of a request; every request has all four."""
+    """Seconds for each phase of a request, and for the whole of it (``total``: an answer trickled
+    slowly enough to beat the read timeout on every chunk still ends)."""
 
     connect: float = 10.0
     read: float = 60.0
     write: float = 60.0
     pool: float = 10.0
+    total: float = 300.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -78,10 +80,11 @@ class Timeouts:
 
     @classmethod
     def from_value(cls, value: object, *, where: str = "[cloud]") -> Timeouts:
-        """A number (every phase) or a table with any of ``connect``, ``read``, ``write``, ``pool``."""
+        """A number (every phase; the total is five times it) or a table with any of ``connect``,
+        ``read``, ``write``, ``pool``, ``total``."""
         if isinstance(value, int | float) and not isinstance(value, bool):
             v = float(value)
-            return cls(connect=v, read=v, write=v, pool=v)
+            return cls(connect=v, read=v, write=v, pool=v, total=min(5 * v, 3600.0))
         if isinstance(value, Mapping):
             known = {f.name for f in fields(cls)}
             unknown = sorted(str(k) for k in value if k not in known)
@@ -92,7 +95,7 @@ class Timeouts:
                     f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
                 )
             return cls(**{str(k): v for k, v in value.items()})
-        raise _fail(where, "timeouts", f"must be seconds or a table of connect/read/write/pool, got {value!r}")
+        raise _fail(where, "timeouts", f"must be seconds or a table of connect/read/write/pool/total, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import datetime
 import ipaddress
 import json
 import ssl
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -306,3 +308,24 @@ def test_any_answer_is_a_result_or_a_cloud_error(status: int, body: bytes, retry
         assert TOKEN not in str(exc)
     else:
         assert set(result.outcomes(["aa", "bb"])) == {"aa", "bb"}
+
+
+def test_a_trickled_answer_still_ends() -> None:
+    class Trickle(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for _ in range(100):
+                time.sleep(0.02)
+                yield b" "
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Trickle())
+
+    client = ParticleCloud(
+        AccessToken(TOKEN, source="t"),
+        transport=httpx.MockTransport(answer),
+        timeouts=Timeouts(connect=1, read=1, write=1, pool=1, total=0.2),
+    )
+    started = time.monotonic()
+    with pytest.raises(CloudUnavailable, match="still arriving"):
+        client.list_devices("1")
+    assert time.monotonic() - started < 1.5

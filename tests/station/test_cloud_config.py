@@ -38,13 +38,13 @@ def test_full_table(tmp_path: Path) -> None:
     )
     assert config.base_url == "https://api.example.com"
     assert config.token_file == tmp_path / "secrets/token"
-    assert config.timeouts == Timeouts(connect=3, read=20, write=60.0, pool=10.0)
+    assert config.timeouts == Timeouts(connect=3, read=20, write=60.0, pool=10.0, total=300.0)
     assert (config.batch_size, config.import_sims, config.rate_limit) == (250, True, 5000)
 
 
 def test_single_number_timeout() -> None:
     config = CloudConfig.from_mapping({"product": "1", "timeouts": 7})
-    assert config.timeouts == Timeouts(7, 7, 7, 7)
+    assert config.timeouts == Timeouts(7, 7, 7, 7, 35)
 
 
 @pytest.mark.parametrize(
