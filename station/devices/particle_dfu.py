@@ -371,11 +371,11 @@ class ParticleDfuDevice(Device):
         client.go_idle()
 
     def alt_for(self, image: FlashImage) -> AltSetting:
-        """The alt setting that holds ``image``: DCT for ``kind == "dct"``, else the first that fits."""
+        """The alt setting that holds ``image``: DCT for ``kind == "dct"``, else the first other that fits."""
         end = image.address + image.size
-        candidates = self.alt_settings()
-        if image.kind == "dct":
-            candidates = tuple(a for a in candidates if "dct" in a.memory.name.lower())
+        # DCT and external/serial flash both start at 0 on some platforms: only kind "dct" means DCT.
+        want_dct = image.kind == "dct"
+        candidates = tuple(a for a in self.alt_settings() if ("dct" in a.memory.name.lower()) == want_dct)
         for alt in candidates:
             if alt.memory.protected and alt.memory.covers(image.address, image.size):
                 raise DeviceError(

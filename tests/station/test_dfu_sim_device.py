@@ -486,3 +486,10 @@ def test_any_request_sequence_gets_a_reply_or_a_usb_error(
         assert sim.resets != before  # only a board that rebooted on the way may refuse
         return
     assert reply == StatusReply(Status.OK, 0, State.DFU_IDLE, 0)
+
+
+def test_upload_past_the_end_of_memory_is_a_short_read(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "argon")
+    sim.preload(0x100000 - 100, b"\x5a" * 100)
+    dev = only(bus)
+    assert read_block(dev, 0x100000 - 100, 4096) == b"\x5a" * 100  # how dfu-util knows to stop

@@ -405,3 +405,17 @@ def test_a_device_without_permissions_says_how_to_fix_it(bus: SimulatedUsbBacken
             attempt()
         assert caught.value.reason.value == "permission"
         assert "60-benchflash.rules" in str(caught.value)
+
+
+def test_p1_serial_flash_and_dct_share_address_zero(bus: SimulatedUsbBackend) -> None:
+    sim = plug(bus, "p1")
+    serial_flash = FlashImage("ota.bin", payload(21, 10000), 0x0, kind="serial-flash")
+    dct = FlashImage("dct.bin", payload(22, 100), 0x100, kind="dct")
+    device = device_at(bus)
+    assert device.alt_for(serial_flash).memory.name == "Serial Flash"
+    assert device.alt_for(dct).memory.name == "DCT Flash"
+    device.flash([serial_flash, dct])
+    device.verify([serial_flash, dct])
+    assert sim.read(0x0, 10000, alt=2) == serial_flash.data
+    assert sim.read(0x100, 100, alt=1) == dct.data
+    assert sim.read(0x0, 0x100, alt=1) == b"\xff" * 0x100
