@@ -154,10 +154,14 @@ def _all_usb_devices(backend: object | None) -> list[Any]:
             hint="install libusb-1.0 (Debian: apt install libusb-1.0-0)",
             reason=Reason.NOT_FOUND,
         ) from None
+    except usb.core.USBError as exc:
+        raise _usb_error(exc, None, "list USB devices") from exc
 
 
 @dataclass(frozen=True)
-class _Found:
+class FoundUsbDevice:
+    """A Particle device seen on the bus: its pyusb device, platform, mode, location and serial string."""
+
     usb_device: Any
     platform: Platform
     dfu: bool
@@ -165,7 +169,7 @@ class _Found:
     serial: str | None
 
 
-def _particle_devices(backend: object | None) -> list[_Found]:
+def _particle_devices(backend: object | None) -> list[FoundUsbDevice]:
     found = []
     for usb_device in _all_usb_devices(backend):
         known = platform_for_usb(usb_device.idVendor, usb_device.idProduct)
@@ -173,7 +177,7 @@ def _particle_devices(backend: object | None) -> list[_Found]:
             continue
         platform, dfu = known
         serial = _read_string(usb_device, usb_device.iSerialNumber)
-        found.append(_Found(usb_device, platform, dfu, port_path_of(usb_device), serial))
+        found.append(FoundUsbDevice(usb_device, platform, dfu, port_path_of(usb_device), serial))
     return sorted(found, key=lambda f: f.port_path)
 
 
@@ -206,7 +210,7 @@ def wait_for_device(
     interval: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> _Found | None:
+) -> FoundUsbDevice | None:
     """Poll the bus for the device with ``device_id`` in DFU (or normal) mode; None after ``timeout``."""
     deadline = clock() + timeout
     while True:
