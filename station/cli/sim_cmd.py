@@ -9,7 +9,6 @@ from firmware_tools.cli.lazy import LazyGroup
 SIMULATORS = {
     "esp": "station.cli.sim_esp_cmd:sim_esp",
     "particle-serial": "station.cli.sim_particle_serial_cmd:sim_particle_serial",
-    "particle-dfu": "station.cli.sim_particle_dfu_cmd:sim_particle_dfu",
     "console": "station.cli.sim_console_cmd:sim_console",
 }
 
