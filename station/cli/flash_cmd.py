@@ -1,0 +1,419 @@
+"""``station flash FILE``: put one module, ESP image or release bundle on one attached device, then verify.
+
+For a developer at a desk, like ``particle flash --usb``: it picks the device named by ``--device ID``
+or ``--port PORT``, or the only device that can take the file; with several candidates and none
+named it refuses to guess. Bundles are verified against ``--trusted`` keys before anything else.
+The device's platform or chip is checked against the file before a byte is written. Progress goes
+to stderr, the result to stdout (``--json``: one object). Exit 0 flashed and verified, 1 a device or
+check failed, 2 unusable input or usage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from firmware_tools.bundle.images import ImageFacts, describe_esp, describe_particle, esp_bootloader_offset
+from firmware_tools.bundle.manifest import PARTICLE_KIND_BY_FUNCTION, ImageKind
+from firmware_tools.checks import Expectations
+from firmware_tools.errors import FirmwareError
+from firmware_tools.formats import read_firmware
+from station.cli.devices_cmd import error_json, identify_candidate, open_sources, source_problems
+from station.devices.base import Device, DeviceDescription, DeviceIdentity, Family, FlashImage, Progress
+from station.discovery.base import Candidate, Source, scan_all
+from station.errors import DeviceError, InputError, Reason, StationError, WrongTarget
+from station.line.plan import Target
+
+_FUNCTION_BY_KIND = {kind: code for code, kind in PARTICLE_KIND_BY_FUNCTION.items()}
+_ZIP_MAGIC = b"PK\x03\x04"
+_ESP_MAGIC = 0xE9
+# Where an ESP app goes when neither --address nor the file says (ESP-IDF's default factory app offset).
+DEFAULT_ESP_APP_ADDRESS = 0x10000
+DEFAULT_ESP_PARTITION_TABLE_ADDRESS = 0x8000
+_PARTICLE_FAMILIES = frozenset({Family.PARTICLE_DFU, Family.PARTICLE_SERIAL})
+_ESP_FAMILIES = frozenset({Family.ESP})
+
+
+# ---- what to flash --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlashInput:
+    """The images of FILE, in flash order, and the device they are for."""
+
+    source: str
+    what: str  # "particle-module", "esp-image", "bundle"
+    families: frozenset[Family]
+    target: Target | None  # None: any device of ``families`` (an ESP partition table alone)
+    images: tuple[FlashImage, ...]
+    product: str | None = None  # bundles: "name v3 (id 4242)"
+
+    @property
+    def label(self) -> str:
+        """The file as a person would name it: "a Particle module", "an ESP image", "a release bundle"."""
+        return _LABELS[self.what]
+
+    def refusal(self, family: Family, identity: DeviceIdentity) -> str | None:
+        """Why this device must not take these images, or None."""
+        if family not in self.families:
+            return f"the device is {identity.platform} ({family.value}): it cannot take {self.label}"
+        target = self.target
+        if target is None:
+            return None
+        if target.chip is not None:
+            if _chip_key(identity.platform) != _chip_key(target.chip):
+                return f"device is {identity.platform}, {self.source} is built for {target.chip}"
+            return None
+        if identity.platform_id != target.platform_id:
+            return (
+                f"device is {identity.platform} (platform {identity.platform_id}), "
+                f"{self.source} is built for {target.describe()}"
+            )
+        return None
+
+
+_LABELS = {"particle-module": "a Particle module", "esp-image": "an ESP image", "bundle": "this bundle"}
+
+
+def _chip_key(name: str) -> str:
+    # "ESP32-S3", "esp32s3" and "ESP32S3" name one chip.
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _failed_checks(facts: ImageFacts, name: str) -> None:
+    failed = facts.failed
+    if failed:
+        listed = "; ".join(f"{c.name}: {c.reason}" for c in failed)
+        raise InputError(f"{name} fails its own checks: {listed}", hint="rebuild or re-download the file")
+
+
+def _particle_input(name: str, data: bytes, address: int | None) -> FlashInput:
+    facts = describe_particle(data, name=name, expect=Expectations())
+    _failed_checks(facts, name)
+    if address is not None and address != facts.address:
+        raise InputError(
+            f"--address {address:#x}: {name} is a Particle module that starts at {facts.address:#x}",
+            hint="leave out --address: a module carries its own address",
+        )
+    p = facts.particle
+    assert p is not None and facts.target is not None
+    image = FlashImage(
+        name=Path(name).name,
+        data=data,
+        address=facts.address,
+        kind=facts.kind.value,
+        module_function=_FUNCTION_BY_KIND[p.module_function],
+        module_index=p.module_index,
+        platform_id=p.platform_id,
+    )
+    target = Target(platform_id=p.platform_id, platform_name=facts.target.platform_name)
+    return FlashInput(name, "particle-module", _PARTICLE_FAMILIES, target, (image,))
+
+
+def _esp_input(name: str, data: bytes, address: int | None, base_address: int | None) -> FlashInput:
+    guess = address if address is not None else base_address
+    facts = describe_esp(
+        data, name=name, address=guess if guess is not None else DEFAULT_ESP_APP_ADDRESS, expect=Expectations()
+    )
+    if guess is None:
+        if facts.kind is ImageKind.ESP_BOOTLOADER and facts.esp is not None:
+            guess = esp_bootloader_offset(facts.esp.chip)
+        elif facts.kind is ImageKind.ESP_PARTITION_TABLE:
+            guess = DEFAULT_ESP_PARTITION_TABLE_ADDRESS
+        else:
+            guess = DEFAULT_ESP_APP_ADDRESS
+        facts = describe_esp(data, name=name, address=guess, expect=Expectations())
+    _failed_checks(facts, name)
+    kind = {ImageKind.ESP_APP: "app", ImageKind.ESP_BOOTLOADER: "bootloader"}.get(facts.kind, "partition-table")
+    image = FlashImage(name=Path(name).name, data=data, address=guess, kind=kind)
+    target = Target(chip=facts.esp.chip) if facts.esp is not None else None
+    return FlashInput(name, "esp-image", _ESP_FAMILIES, target, (image,))
+
+
+def _bundle_input(path: str, trusted: Sequence[str]) -> FlashInput:
+    from firmware_tools.bundle import open_verified_bundle
+
+    if not trusted:
+        raise InputError(
+            f"{path} is a release bundle: it is verified before flashing",
+            hint="give the signer's public key with --trusted KEY.pub",
+        )
+    bundle = open_verified_bundle(path, [Path(k) for k in trusted])
+    m = bundle.manifest
+    images = tuple(
+        FlashImage(
+            name=i.name,
+            data=i.data,
+            address=i.address,
+            kind=i.kind.value,
+            module_function=None if i.particle is None else _FUNCTION_BY_KIND[i.particle.module_function],
+            module_index=None if i.particle is None else i.particle.module_index,
+            platform_id=None if i.particle is None else i.particle.platform_id,
+            sha256=i.sha256,
+        )
+        for i in bundle.images
+    )
+    if m.target.chip is not None:
+        target = Target(chip=m.target.chip)
+        families = _ESP_FAMILIES
+    else:
+        target = Target(platform_id=m.target.platform_id, platform_name=m.target.platform_name)
+        families = _PARTICLE_FAMILIES
+    product = f"{m.product.name} v{m.product_version} (product {m.product.id})"
+    return FlashInput(path, "bundle", families, target, images, product)
+
+
+def load_flash_input(path: str, *, address: int | None, trusted: Sequence[str]) -> FlashInput:
+    """What FILE holds, by content: a release bundle, a Particle module, or an ESP image (.bin or Intel HEX)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    if head == _ZIP_MAGIC:
+        if address is not None:
+            raise InputError("--address does not apply to a bundle: its manifest says where each image goes")
+        return _bundle_input(path, trusted)
+    firmware = read_firmware(path)
+    data = firmware.data
+    from firmware_tools.bundle.partition_table import looks_like_partition_table
+
+    if data[:1] == bytes([_ESP_MAGIC]) or looks_like_partition_table(data):
+        return _esp_input(path, data, address, firmware.base_address)
+    return _particle_input(path, data, address)
+
+
+# ---- which device ---------------------------------------------------------------------------------
+
+
+def _same_id(a: str, b: str) -> bool:
+    def norm(text: str) -> str:
+        return text.lower().replace(":", "").replace("-", "")
+
+    return norm(a) == norm(b)
+
+
+def _describe(candidates: Sequence[Candidate]) -> str:
+    return ", ".join(f"{c.slot} ({c.description.family.value})" for c in candidates)
+
+
+def choose_device(
+    sources: Sequence[Source], flash_input: FlashInput, *, device_id: str | None, port: str | None
+) -> Candidate:
+    """The one candidate to flash; InputError when ambiguous, DeviceError NOT_FOUND when absent."""
+    everything = sorted(scan_all(sources).values(), key=lambda c: c.slot)
+    problems = source_problems(sources)
+    absent_hint = (
+        "; ".join(p.one_line() for p in problems) or "is it plugged in, and in DFU, listening or download mode?"
+    )
+    if port is not None:
+        named = [c for c in everything if port in (c.slot, c.description.serial_port)]
+        if not named:
+            seen = _describe(everything) or "none"
+            raise DeviceError(
+                f"no device at port {port!r} (attached: {seen})", reason=Reason.NOT_FOUND, hint=absent_hint
+            )
+        return named[0]
+    if device_id is not None:
+        errors: list[str] = []
+        for candidate in everything:
+            listed = identify_candidate(candidate)
+            if listed.identity is not None and _same_id(listed.identity.device_id, device_id):
+                return candidate
+            if listed.identity is not None and listed.identity.mac and _same_id(listed.identity.mac, device_id):
+                return candidate
+            if listed.error is not None:
+                errors.append(listed.error.one_line())
+        detail = f"; could not identify: {'; '.join(errors)}" if errors else ""
+        raise DeviceError(f"no attached device has ID {device_id}{detail}", reason=Reason.NOT_FOUND, hint=absent_hint)
+    fitting = [c for c in everything if c.description.family in flash_input.families]
+    if not fitting:
+        others = f" (attached: {_describe(everything)})" if everything else ""
+        raise DeviceError(
+            f"no device that can take {flash_input.label} is attached{others}",
+            reason=Reason.NOT_FOUND,
+            hint=absent_hint,
+        )
+    if len(fitting) > 1:
+        raise InputError(
+            f"{len(fitting)} devices could take {flash_input.source}: {_describe(fitting)}; not guessing",
+            hint="name one with --device ID or --port PORT (station devices lists them)",
+        )
+    return fitting[0]
+
+
+# ---- flashing -------------------------------------------------------------------------------------
+
+
+class ProgressPrinter:
+    """One stderr line per phase change and per tenth of each image; nothing at all when ``quiet``."""
+
+    def __init__(self, slot: str, echo: Callable[[str], None]) -> None:
+        self.slot = slot
+        self.echo = echo
+        self._last: tuple[str, str | None, int] | None = None
+
+    def __call__(self, p: Progress) -> None:
+        tenth = 10 if p.total <= 0 else min(10, p.done * 10 // p.total)
+        key = (p.phase.value, p.image, tenth)
+        if key == self._last:
+            return
+        self._last = key
+        what = f" {p.image}" if p.image else ""
+        self.echo(f"{self.slot}: {p.phase.value}{what} {tenth * 10}%")
+
+
+@dataclass(frozen=True)
+class FlashOutcome:
+    description: DeviceDescription
+    identity: DeviceIdentity | None
+    running: str | None
+    seconds: float
+    error: StationError | None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None
+
+
+def flash_candidate(
+    candidate: Candidate,
+    flash_input: FlashInput,
+    progress: Callable[[Progress], None],
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> FlashOutcome:
+    """identify -> refuse a device of another kind -> flash -> verify -> restart -> what it runs."""
+    started = monotonic()
+    identity: DeviceIdentity | None = None
+    running: str | None = None
+    device: Device | None = None
+    error: StationError | None = None
+    try:
+        device = candidate.open()
+        identity = device.identify()
+        why = flash_input.refusal(candidate.description.family, identity)
+        if why is not None:
+            raise WrongTarget(why, device=identity.device_id, hint="nothing was written; use a board of the right kind")
+        device.flash(flash_input.images, progress)
+        device.verify(flash_input.images, progress)
+        device.restart()
+        running = device.running_firmware()
+    except StationError as exc:
+        error = exc
+    finally:
+        if device is not None:
+            with contextlib.suppress(Exception):
+                device.close()
+    return FlashOutcome(candidate.description, identity, running, monotonic() - started, error)
+
+
+def outcome_json(outcome: FlashOutcome, flash_input: FlashInput) -> dict[str, object]:
+    d, i = outcome.description, outcome.identity
+    return {
+        "result": "pass" if outcome.passed else "fail",
+        "file": flash_input.source,
+        "kind": flash_input.what,
+        "product": flash_input.product,
+        "device": {
+            "port_path": d.port_path,
+            "family": d.family.value,
+            "mode": d.mode.value,
+            "serial_port": d.serial_port,
+            "device_id": None if i is None else i.device_id,
+            "platform": None if i is None else i.platform,
+            "platform_id": None if i is None else i.platform_id,
+            "mac": None if i is None else i.mac,
+        },
+        "images": [
+            {"name": m.name, "kind": m.kind, "address": m.address, "size": m.size, "sha256": m.sha256}
+            for m in flash_input.images
+        ],
+        "verified": outcome.passed,
+        "running": outcome.running,
+        "seconds": round(outcome.seconds, 3),
+        "error": None if outcome.error is None else error_json(outcome.error),
+    }
+
+
+def _parse_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        address = int(value, 0)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number (e.g. 0x10000)") from None
+    if not 0 <= address < 1 << 32:
+        raise click.BadParameter(f"{value} is outside the 32-bit address space")
+    return address
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--device", "device_id", metavar="ID", help="The device ID (Particle) or MAC (ESP) to flash.")
+@click.option("--port", metavar="PORT", help="The port to flash: a USB port path (1-1.4) or a serial port.")
+@click.option("--address", metavar="ADDR", callback=_parse_address, help="Flash address of a raw ESP image.")
+@click.option(
+    "--trusted",
+    "trusted",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="KEY.pub",
+    help="Public key a bundle must be signed with (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--simulate", metavar="SPEC", help="Flash a simulated device instead, e.g. argon-dfu:1.")
+@click.option("--sim-timing/--no-sim-timing", default=True, envvar="BENCHFLASH_SIM_TIMING", hidden=True)
+@click.pass_context
+def flash(
+    ctx: click.Context,
+    file: str,
+    device_id: str | None,
+    port: str | None,
+    address: int | None,
+    trusted: tuple[str, ...],
+    as_json: bool,
+    simulate: str | None,
+    sim_timing: bool,
+) -> None:
+    """Flash FILE (a Particle module, an ESP image or a release bundle) onto one device, then verify it."""
+    if device_id is not None and port is not None:
+        raise click.UsageError("give --device or --port, not both")
+    try:
+        flash_input = load_flash_input(file, address=address, trusted=trusted)
+    except FirmwareError as exc:
+        if exc.exit_code == 1:  # a bundle that fails verification: a failed check, not a usage problem
+            raise
+        raise InputError(str(exc)) from None
+    sources, to_close = open_sources(simulate, sim_timing=sim_timing)
+    try:
+        candidate = choose_device(sources, flash_input, device_id=device_id, port=port)
+        echo: Callable[[str], None] = lambda line: click.echo(line, err=True)  # noqa: E731
+        count = len(flash_input.images)
+        echo(f"{candidate.slot}: flashing {flash_input.source} ({count} image{'s' if count != 1 else ''})")
+        outcome = flash_candidate(candidate, flash_input, ProgressPrinter(candidate.slot, echo))
+    finally:
+        for source in to_close:
+            source.close()
+    if as_json:
+        click.echo(json.dumps(outcome_json(outcome, flash_input), indent=2))
+    if outcome.error is not None:
+        if not as_json:
+            click.echo(f"FAIL {candidate.slot}: {outcome.error.one_line()}", err=True)
+        ctx.exit(outcome.error.exit_code)
+    if not as_json:
+        i = outcome.identity
+        assert i is not None
+        runs = f"; runs {outcome.running}" if outcome.running else ""
+        total = sum(m.size for m in flash_input.images)
+        click.echo(
+            f"PASS {candidate.slot} {i.platform} {i.device_id}: wrote and verified {total} bytes"
+            f" in {outcome.seconds:.1f} s{runs}"
+        )
