@@ -13,8 +13,9 @@ from firmware_tools import keys
 from firmware_tools.bundle import ReleaseInput, build_release, write_bundle
 from firmware_tools.esp import build_app_image
 from firmware_tools.particle import Dependency, ModuleFunction, pack_module, platform_id_from
+from firmware_tools.particle.constants import NRF52840_PLATFORMS
 
-# User parts depend on the system part the platform runs; index 1 on every platform benchflash packs.
+# User parts depend on system part 1 at this version (Device OS 6.2.0).
 _SYSTEM_PART_VERSION = 6200
 
 
@@ -40,11 +41,13 @@ def blinky_payload(size: int, *, seed: str = "blinky") -> bytes:
 def particle_app(
     platform: str, *, size: int = 8 * 1024, product_id: int = 0xFFFF, product_version: int = 0xFFFF
 ) -> bytes:
+    platform_id = platform_id_from(platform)
     return pack_module(
         blinky_payload(size),
-        platform_id=platform_id_from(platform),
+        platform_id=platform_id,
         function=ModuleFunction.USER_PART,
-        index=1,
+        # nRF52840 apps have been user part 2 (256 KiB at 0xB4000) since Device OS 3.1; others use 1.
+        index=2 if platform_id in NRF52840_PLATFORMS else 1,
         dependencies=[Dependency(ModuleFunction.SYSTEM_PART, 1, _SYSTEM_PART_VERSION)],
         product_id=product_id,
         product_version=product_version,

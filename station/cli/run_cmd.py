@@ -1,0 +1,154 @@
+"""``station run``: the technician's all-shift command — dashboard on a terminal, JSON events otherwise."""
+
+from __future__ import annotations
+
+import getpass
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from station.errors import InputError
+
+if TYPE_CHECKING:
+    from station.discovery.base import Source
+    from station.line.events import Event, EventSink
+    from station.line.setup import PreparedLine
+    from station.session import LineSession
+    from station.store import Registry
+
+
+def resolve_operator(option: str | None, from_profile: str | None) -> str:
+    """--operator, else the profile's, else asked on a terminal, else the login name."""
+    name = option or from_profile
+    if not name and sys.stdin.isatty():
+        name = click.prompt("Operator", default=getpass.getuser())
+    name = (name or getpass.getuser()).strip()
+    if not name or len(name) > 64 or not name.isprintable():
+        raise InputError(f"operator name {name!r} must be 1-64 printable characters", hint="pass --operator NAME")
+    return name
+
+
+@contextmanager
+def first_interrupt_stops(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C once: stop taking boards and let running jobs finish. Twice: abort now (exit 130)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("station: stopping: running jobs finish first (Ctrl-C again to abort them)", err=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@click.command()
+@click.option("--profile", "profile_path", required=True, type=click.Path(dir_okay=False), help="Line profile (TOML).")
+@click.option("--db", "db_option", help="Registry file (default: BENCHFLASH_DB or the data folder).")
+@click.option("--operator", help="Who runs the bench; recorded with every attempt.")
+@click.option("--json", "as_json", is_flag=True, help="JSON events on stdout (the default when not a terminal).")
+@click.option("--simulate", "simulate", metavar="SPEC", help="Attach simulated devices, e.g. argon-dfu:2,esp32:1.")
+@click.option(
+    "--duration", type=click.FloatRange(min=0.1), help="Stop taking boards after this many seconds (scripted runs)."
+)
+def run(
+    profile_path: str,
+    db_option: str | None,
+    operator: str | None,
+    as_json: bool,
+    simulate: str | None,
+    duration: float | None,
+) -> None:
+    """Flash, verify and record every board plugged into the bench until stopped."""
+    from station.cli.line_sources import open_sources
+    from station.line.setup import prepare_line
+    from station.profile import load_profile
+    from station.store import Registry, resolve_db_path
+
+    profile = load_profile(profile_path)
+    line = prepare_line(profile, operator=resolve_operator(operator, profile.operator))
+    registry = Registry(resolve_db_path(db_option))
+    sources = open_sources(simulate)
+    use_dashboard = not as_json and sys.stdout.isatty()
+    try:
+        if use_dashboard:
+            _run_dashboard(line, registry, sources, duration)
+        else:
+            _run_json(line, registry, sources, duration)
+    finally:
+        for source in sources:
+            source.close()
+        registry.close()
+
+
+def _session(line: PreparedLine, registry: Registry, sources: Sequence[Source], sink: EventSink) -> LineSession:
+    from station.session import LineSession
+
+    session = LineSession(line, registry, sources, sink)
+    if line.cloud is not None:
+        from station.cloud.errors import CloudConfigError
+        from station.cloud.token import load_token
+
+        try:
+            token = load_token(line.cloud)
+        except CloudConfigError as exc:
+            click.echo(f"station: cloud sync off: {exc}; passed boards stay queued for `station sync`", err=True)
+        else:
+            session.start_sync(token)
+    return session
+
+
+def _stop_after(stop: threading.Event, duration: float | None) -> None:
+    if duration is not None:
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
+
+
+def _run_json(line: PreparedLine, registry: Registry, sources: Sequence[Source], duration: float | None) -> None:
+    from station.ui.jsonl import JsonLinesSink
+
+    stop = threading.Event()
+    session = _session(line, registry, sources, JsonLinesSink(sys.stdout))
+    _stop_after(stop, duration)
+    with first_interrupt_stops(stop):
+        session.run(stop)
+
+
+def _run_dashboard(line: PreparedLine, registry: Registry, sources: Sequence[Source], duration: float | None) -> None:
+    from station.ui.dashboard import Dashboard, DashboardInfo
+
+    m = line.bundle.manifest
+    stop = threading.Event()
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    session = _session(line, registry, sources, events.put)
+    worker = threading.Thread(target=session.run, args=(stop,), name="line", daemon=True)
+    app = Dashboard(
+        DashboardInfo(
+            product=f"{m.product.name} ({m.product.id})",
+            version=str(m.product_version),
+            bundle=line.profile.bundle.name,
+            station_id=line.plan.station_id,
+            operator=line.plan.operator,
+        ),
+        retry=session.runner.retry,
+        request_stop=stop.set,
+        is_idle=lambda: not worker.is_alive(),
+        events=events,
+    )
+    worker.start()
+    _stop_after(stop, duration)
+    app.run()
+    # The app only exits by itself once the line is idle; any other exit (a crash) still drains.
+    stop.set()
+    worker.join()
