@@ -165,6 +165,8 @@ def migrate(conn: sqlite3.Connection, where: str, target: int = LATEST_VERSION) 
     open an old file at once: each step re-reads the version under the write lock.
     """
     found = _check_known(conn, where)
+    if found >= target:
+        return found  # the usual case: no write lock taken just to look
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
