@@ -91,8 +91,12 @@ def source_problems(sources: Sequence[Source]) -> list[StationError]:
     return problems
 
 
-def open_sources(simulate: str | None, *, sim_timing: bool) -> tuple[list[Source], list[Source]]:
-    """``(sources, to_close)``: the simulated bench when ``--simulate`` is given, else the real sources."""
+def open_sources(ctx: click.Context, simulate: str | None, *, sim_timing: bool) -> tuple[list[Source], list[Source]]:
+    """``(sources, to_close)``: sources a caller put in ``ctx.obj["sources"]`` (tests, scripts; the caller
+    closes them), else the simulated bench when ``--simulate`` is given, else the real sources."""
+    given = (ctx.find_root().obj or {}).get("sources")
+    if given is not None:
+        return list(given), []
     if simulate is not None:
         from station.demo.simulated_bench import bench_from_spec
 
@@ -128,7 +132,7 @@ def _row(listed: Listed) -> str:
 @click.pass_context
 def devices(ctx: click.Context, as_json: bool, simulate: str | None, sim_timing: bool) -> None:
     """List attached flashable devices: family, port path, device ID, platform or chip, mode."""
-    sources, to_close = open_sources(simulate, sim_timing=sim_timing)
+    sources, to_close = open_sources(ctx, simulate, sim_timing=sim_timing)
     try:
         listed = list_devices(sources)
         problems = source_problems(sources)

@@ -392,7 +392,7 @@ def flash(
         if exc.exit_code == 1:  # a bundle that fails verification: a failed check, not a usage problem
             raise
         raise InputError(str(exc)) from None
-    sources, to_close = open_sources(simulate, sim_timing=sim_timing)
+    sources, to_close = open_sources(ctx, simulate, sim_timing=sim_timing)
     try:
         candidate = choose_device(sources, flash_input, device_id=device_id, port=port)
         echo: Callable[[str], None] = lambda line: click.echo(line, err=True)  # noqa: E731

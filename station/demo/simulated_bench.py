@@ -192,7 +192,7 @@ class SimulatedBench:
         self.timing = timing
         self._rng = rng if rng is not None else random.Random()
         self.backend = SimulatedUsbBackend()
-        self._usb = UsbParticleSource(backend=self.backend, device_options=dfu_options)
+        self._usb = UsbParticleSource(backend=self.backend, device_options=dfu_options, slot_name=self._dfu_slot)
         self._serial_options = dict(serial_options or {})
         self._esp_options = dict(esp_options or {})
         self._lock = threading.RLock()
@@ -285,19 +285,21 @@ class SimulatedBench:
     def scan(self) -> list[Candidate]:
         with self._lock:
             boards = [b for b in self._boards.values() if b.attached]
-        by_usb_path = {b.sim.port_path: b for b in boards if isinstance(b.sim, SimulatedDfuDevice)}
-        found: list[Candidate] = []
-        for candidate in self._usb.scan():
-            dfu_board = by_usb_path.get(candidate.slot)
-            if dfu_board is not None:
-                description = dataclasses.replace(candidate.description, port_path=dfu_board.port_path)
-                found.append(dataclasses.replace(candidate, description=description))
+        found: list[Candidate] = list(self._usb.scan())
         for board in boards:
             if isinstance(board.sim, SimulatedSerialDevice):
                 found.append(self._serial_candidate(board, board.sim))
             elif isinstance(board.sim, SimulatedEsp) and board.url is not None:
                 found.append(self._esp_candidate(board, board.url))
         return sorted(found, key=lambda c: _slot_number(c.slot))
+
+    def _dfu_slot(self, usb_port_path: str) -> str | None:
+        """The slot of the DFU board on this USB port of the simulated bus ("1-3" -> "sim-3")."""
+        with self._lock:
+            for board in self._boards.values():
+                if isinstance(board.sim, SimulatedDfuDevice) and board.sim.port_path == usb_port_path:
+                    return board.port_path if board.attached else None
+        return None
 
     def _serial_candidate(self, board: _Board, sim: SimulatedSerialDevice) -> Candidate:
         pid = _NORMAL_PID_BASE | sim.platform.platform_id

@@ -7,7 +7,7 @@ line opens the device, so a board without permission fails there, named, with th
 from __future__ import annotations
 
 import errno
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import usb.core
@@ -50,12 +50,20 @@ class UsbParticleSource:
 
     ``backend`` is what pyusb uses (None: the one it finds, libusb on a bench). ``device_options``
     go to every ``ParticleDfuDevice`` / ``ParticleNormalModeDevice`` (timeouts, clock, sleep).
+    ``slot_name`` turns a USB port path into the slot's name (a simulated bench names its own).
     A source-wide problem (no libusb) is kept in ``problem`` and scans return nothing meanwhile.
     """
 
-    def __init__(self, *, backend: object | None = None, device_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        backend: object | None = None,
+        device_options: Mapping[str, Any] | None = None,
+        slot_name: Callable[[str], str | None] = lambda port_path: port_path,
+    ) -> None:
         self.backend = backend
         self.device_options = dict(device_options or {})
+        self.slot_name = slot_name
         self.problem: DeviceError | None = None
 
     def scan(self) -> list[PeekableCandidate]:
@@ -88,7 +96,9 @@ class UsbParticleSource:
         if known is None:
             return None
         platform, dfu = known
-        port_path = port_path_of(usb_device)
+        port_path = self.slot_name(port_path_of(usb_device))
+        if port_path is None:  # not one of this source's slots
+            return None
         description = DeviceDescription(
             family=Family.PARTICLE_DFU, port_path=port_path, mode=Mode.DFU if dfu else Mode.NORMAL, vid=vid, pid=pid
         )
