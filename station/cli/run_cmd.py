@@ -58,6 +58,7 @@ def first_interrupt_stops(stop: threading.Event) -> Iterator[None]:
 @click.option("--operator", help="Who runs the bench; recorded with every attempt.")
 @click.option("--json", "as_json", is_flag=True, help="JSON events on stdout (the default when not a terminal).")
 @click.option("--simulate", "simulate", metavar="SPEC", help="Attach simulated devices, e.g. argon-dfu:2,esp32:1.")
+@click.option("--no-timing", is_flag=True, help="With --simulate: simulators without modelled link and flash time.")
 @click.option(
     "--duration", type=click.FloatRange(min=0.1), help="Stop taking boards after this many seconds (scripted runs)."
 )
@@ -67,6 +68,7 @@ def run(
     operator: str | None,
     as_json: bool,
     simulate: str | None,
+    no_timing: bool,
     duration: float | None,
 ) -> None:
     """Flash, verify and record every board plugged into the bench until stopped."""
@@ -78,7 +80,7 @@ def run(
     profile = load_profile(profile_path)
     line = prepare_line(profile, operator=resolve_operator(operator, profile.operator))
     registry = Registry(resolve_db_path(db_option))
-    sources = open_sources(simulate)
+    sources = open_sources(simulate, timing=not no_timing)
     use_dashboard = not as_json and sys.stdout.isatty()
     try:
         if use_dashboard:

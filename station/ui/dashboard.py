@@ -36,7 +36,7 @@ class SlotTile(Vertical, can_focus=True):
     """One slot: label, device, phase with a progress bar, and a big PASS / FAIL."""
 
     DEFAULT_CSS = """
-    SlotTile { border: heavy $panel-lighten-2; height: 11; padding: 0 1; }
+    SlotTile { border: heavy $panel-lighten-2; height: 12; padding: 0 1; }
     SlotTile:focus { border: heavy $accent; }
     SlotTile.pass { background: $success-darken-1; }
     SlotTile.fail { background: $error-darken-1; }
@@ -65,12 +65,14 @@ class SlotTile(Vertical, can_focus=True):
         self.set_class(view.state is TileState.PASS, "pass")
         self.set_class(view.state is TileState.FAIL, "fail")
         self.set_class(view.state is TileState.EMPTY, "empty")
-        self.query_one(".label", Static).update(f"{view.label}  [dim]{view.slot}[/dim]")
+        removed = "" if view.attached else "  [b]removed[/b]"
+        self.query_one(".label", Static).update(f"{view.label}  [dim]{view.slot}[/dim]{removed}")
         device = view.device_id or "identifying..."
         if view.platform:
             device += f"  {view.platform}"
-        self.query_one(".device", Static).update(device if view.attached else f"{device}  (removed)")
-        self.query_one(".phase", Static).update(view.phase or "")
+        self.query_one(".device", Static).update(device)
+        finished = view.state in (TileState.PASS, TileState.FAIL) and view.seconds is not None
+        self.query_one(".phase", Static).update(f"done in {view.seconds:.1f} s" if finished else view.phase or "")
         bar = self.query_one(ProgressBar)
         bar.update(total=100, progress=100 if view.state is TileState.PASS else round(view.fraction * 100))
         verdict = {
@@ -92,7 +94,7 @@ class Dashboard(App[None]):
     TITLE = "benchflash station"
     CSS = """
     #summary { height: 3; background: $boost; padding: 0 1; text-style: bold; }
-    #tiles { grid-size: 4; grid-gutter: 1; padding: 1; }
+    #tiles { grid-size: 4; grid-rows: 12; grid-gutter: 1; padding: 1; height: auto; }
     """
     BINDINGS = [
         Binding("r", "retry", "Retry slot"),
