@@ -7,7 +7,7 @@ failed request (``note_error``); enqueueing is idempotent, so retrying never cha
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -88,6 +88,16 @@ class Outbox:
         device = check_queued_id(device_id)
         with self._registry._writing() as (conn, now):
             enqueue_in(conn, device, product, group, now)
+
+    def enqueue_many(self, device_ids: Iterable[str], product: str, *, group: str | None = None) -> int:
+        """``enqueue`` for many devices in one transaction (one commit, not one per ID); returns
+        how many were newly queued."""
+        devices = [check_queued_id(d) for d in device_ids]
+        with self._registry._writing() as (conn, now):
+            before = conn.total_changes
+            for device in devices:
+                enqueue_in(conn, device, product, group, now)
+            return conn.total_changes - before
 
     def pending(self, product: str | None = None, *, limit: int = 1000) -> list[OutboxEntry]:
         """Pending entries, oldest first."""

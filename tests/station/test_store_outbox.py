@@ -39,6 +39,19 @@ def test_enqueue_is_idempotent_and_keeps_state(registry: Registry) -> None:
     assert outbox.counts("other-product")[OutboxState.PENDING] == 1
 
 
+def test_enqueue_many_is_one_idempotent_transaction(registry: Registry) -> None:
+    outbox = registry.outbox
+    outbox.enqueue("d1", "acme")
+    assert outbox.enqueue_many([f"d{i}" for i in range(5)], "acme", group="g") == 4
+    assert outbox.enqueue_many(["d1", "d2"], "acme") == 0
+    entries = outbox.entries()
+    assert [e.device_id for e in entries] == ["d1", "d0", "d2", "d3", "d4"]
+    assert len({e.enqueued_at for e in entries[1:]}) == 1  # one transaction, one time
+    with pytest.raises(InvalidRecord):
+        outbox.enqueue_many(["ok", "not ok"], "acme")
+    assert len(outbox.entries()) == 5  # nothing of a refused batch is queued
+
+
 def test_pending_is_oldest_first_per_product_with_a_limit(registry: Registry) -> None:
     outbox = registry.outbox
     for i in range(5):
