@@ -300,7 +300,10 @@ class Registry:
         operator = _text(context.operator, "operator")
         bundle_id = _text(context.bundle_id, "bundle id")
         bundle_sha = _text(context.bundle_sha256, "bundle sha256")
-        images = [(i, _text(img.name, "image name", required=True), img.sha256) for i, img in enumerate(context.images)]
+        images = [
+            (i, _text(img.name, "image name", required=True), _text(img.sha256, "image sha256", required=True))
+            for i, img in enumerate(context.images)
+        ]
         session = self._ensure_session()
         with self._writing() as (conn, now):
             cursor = conn.execute(
