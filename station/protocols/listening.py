@@ -44,6 +44,9 @@ _CLAIMED_RE = re.compile(r"Device claimed: (\w+)", re.ASCII)
 # Manufacturing firmware may print a short MAC; particle-cli restores these USI OUIs.
 _USI_OUIS = (("6c", "0b", "84"), ("44", "39", "c4"))
 
+# Platforms whose console answers `m` with a Wi-Fi station MAC: Photon, P1, Argon, P2, M-SoM.
+WIFI_PLATFORMS = frozenset({6, 8, 12, 32, 35})
+
 MODULE_FUNCTIONS = {"n": 0, "r": 1, "b": 2, "m": 3, "s": 4, "u": 5, "c": 7, "a": 8, "_": 6}
 MODULE_FUNCTION_LETTERS = {code: letter for letter, code in MODULE_FUNCTIONS.items()}
 MODULE_STORES = {"m": "main", "b": "backup", "f": "factory", "t": "scratchpad", "_": "unknown"}

@@ -253,9 +253,7 @@ class YModemSender:
             if byte == ACK:
                 self.state = SenderState.DONE
                 return b""
-            if byte == CRC_REQUEST:
-                # rb asks for the next file after acknowledging the empty header; nothing follows.
-                return b""
+            # "C" again: the receiver lost the header (lrzsz purges its input right after asking).
             return self._retry_or_raise(byte)
         return b""
 
@@ -271,7 +269,7 @@ class YModemSender:
                 SenderState.AWAIT_DATA_START: "for the receiver to ask for data",
                 SenderState.AWAIT_BATCH_START: "for the receiver to ask for the next file",
                 SenderState.AWAIT_BATCH_ACK: "for the device to validate and accept the image",
-            }.get(self.state, "for an answer to the packet")
+            }.get(self.state, "to the packet")
             raise DeviceTimeout(
                 f"no answer {waiting} after {self._max_retries + 1} tries",
                 device=self._device,
@@ -384,16 +382,28 @@ def send_file(
         reported = -1
         while sender.state is not SenderState.DONE:
             wait = finish_timeout if sender.waiting_for_validation else timeout
-            received = stream.read(64, wait)
+            # One byte at a time: replies are one or two bytes, and text after a CAN CAN stays
+            # on the link for the caller to read as the device's explanation.
+            received = stream.read(1, wait)
             out = sender.on_bytes(received) if received else sender.on_timeout()
-            if out:
-                stream.write(out)
             if progress is not None and sender.acknowledged != reported:
                 reported = sender.acknowledged
                 progress(reported, sender.total)
+            if out:
+                stream.write(out)
     except (PacketRefused, DeviceTimeout, UnexpectedReply):
         _cancel(stream)
         raise
+    except DeviceDisconnected as exc:
+        if exc.block is not None:
+            raise
+        raise DeviceDisconnected(
+            f"link lost during the transfer: {exc.message}",
+            device=device or exc.device,
+            block=sender.packet,
+            address=sender.offset,
+            hint="re-plug the board; it can be flashed again",
+        ) from exc
 
 
 def _cancel(stream: ByteStream) -> None:
