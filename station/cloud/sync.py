@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -23,7 +24,7 @@ from station.cloud.backoff import Backoff
 from station.cloud.client import ParticleCloud
 from station.cloud.config import CloudConfig
 from station.cloud.errors import CloudAuthError, CloudError, CloudNotFound, CloudRejected, CloudRetryable
-from station.cloud.models import ImportOutcome
+from station.cloud.models import ImportOutcome, ImportResult
 from station.cloud.token import AccessToken
 from station.store.outbox import Outbox, OutboxState
 
@@ -135,63 +136,92 @@ class SyncWorker:
         self, *, stop: threading.Event | None = None, max_failures: int | None = DEFAULT_MAX_FAILURES
     ) -> DrainReport:
         """Send pending devices until none are left, ``stop`` is set, a fatal error, or
-        ``max_failures`` consecutive failed requests (None: keep retrying, as the line's thread does)."""
+        ``max_failures`` consecutive failed requests (None: keep retrying, as the line's thread does).
+
+        While one batch is on the wire the next is read from the outbox, and it is sent as soon as
+        the answer arrives, before that answer is recorded: registry work hides under network time.
+        """
         tally = _Tally()
         skip: set[str] = set()
         splits: deque[list[str]] = deque()  # halves of a refused batch, sent before new batches
         consecutive = 0
-        while stop is None or not stop.is_set():
-            from_split = bool(splits)
-            batch = splits.popleft() if from_split else self._next_batch(skip)
-            if not batch:
-                return self._report(tally)
-            tally.requests += 1
-            tally.devices_sent += len(batch)
-            try:
-                result = self.client.import_devices(self.product, batch, import_sims=self.import_sims)
-            except CloudRetryable as exc:
-                tally.failures += 1
-                consecutive += 1
-                self.outbox.note_error(self.product, batch, str(exc))
-                if from_split:
-                    splits.appendleft(batch)  # a half being bisected goes again as it is
-                if max_failures is not None and consecutive >= max_failures:
-                    why = f"gave up after {consecutive} failed requests in a row; last: {exc}"
-                    return self._stop(tally, why, len(batch))
-                wait = self.backoff.delay(
-                    consecutive - 1, retry_after=getattr(exc, "retry_after", None), random=self._random
-                )
-                log.warning("sync: %s; retrying in %.1f s", exc, wait)
-                self._emit(SyncEvent(SyncEventKind.RETRY, self.product, len(batch), message=str(exc), wait=wait))
-                if stop is not None:
-                    stop.wait(wait)
-                else:
-                    self._sleep(wait)
-                continue
-            except (CloudAuthError, CloudNotFound) as exc:
-                tally.failures += 1
-                self.outbox.note_error(self.product, batch, str(exc))
-                return self._stop(tally, str(exc), len(batch), fatal=exc)
-            except CloudRejected as exc:
-                consecutive = 0
-                self.outbox.note_error(self.product, batch, f"batch refused: {exc}")
-                self._emit(SyncEvent(SyncEventKind.REJECTED, self.product, len(batch), message=str(exc)))
-                if len(batch) > 1:
-                    half = len(batch) // 2
-                    splits.appendleft(batch[half:])
-                    splits.appendleft(batch[:half])
-                else:
-                    skip.update(batch)
-                    tally.rejected += batch
-                    log.warning("sync: %s refused on its own: %s", batch[0], exc)
-                continue
-            consecutive = 0
-            self._record(batch, result.outcomes(batch), tally, skip)
-        return self._report(tally, stopped="stopped on request")
 
-    def _next_batch(self, skip: set[str]) -> list[str]:
-        entries = self.outbox.pending(self.product, limit=self.batch_size + len(skip))
-        return [e.device_id for e in entries if e.device_id not in skip][: self.batch_size]
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-send") as sender:
+            inflight: tuple[list[str], bool, Future[ImportResult]] | None = None
+            while True:
+                if inflight is None:
+                    if stopping():
+                        return self._report(tally, stopped="stopped on request")
+                    from_split = bool(splits)
+                    batch = splits.popleft() if from_split else self._next_batch(skip)
+                    if not batch:
+                        return self._report(tally)
+                    inflight = (batch, from_split, self._submit(sender, batch, tally))
+                batch, from_split, future = inflight
+                inflight = None
+                upcoming = self._next_batch(skip, also_skip=batch) if not splits and not stopping() else []
+                try:
+                    result = future.result()
+                except CloudRetryable as exc:
+                    tally.failures += 1
+                    consecutive += 1
+                    self.outbox.note_error(self.product, batch, str(exc))
+                    if from_split:
+                        splits.appendleft(batch)  # a half being bisected goes again as it is
+                    if max_failures is not None and consecutive >= max_failures:
+                        why = f"gave up after {consecutive} failed requests in a row; last: {exc}"
+                        return self._stop(tally, why, len(batch))
+                    self._wait_after(exc, consecutive, len(batch), stop)
+                    continue
+                except (CloudAuthError, CloudNotFound) as exc:
+                    tally.failures += 1
+                    self.outbox.note_error(self.product, batch, str(exc))
+                    return self._stop(tally, str(exc), len(batch), fatal=exc)
+                except CloudRejected as exc:
+                    consecutive = 0
+                    self._bisect(batch, exc, splits, skip, tally)
+                    continue
+                consecutive = 0
+                if upcoming and not stopping():
+                    inflight = (upcoming, False, self._submit(sender, upcoming, tally))
+                self._record(batch, result.outcomes(batch), tally, skip)
+
+    def _submit(self, sender: ThreadPoolExecutor, batch: list[str], tally: _Tally) -> Future[ImportResult]:
+        tally.requests += 1
+        tally.devices_sent += len(batch)
+        return sender.submit(self.client.import_devices, self.product, batch, import_sims=self.import_sims)
+
+    def _wait_after(self, exc: CloudRetryable, consecutive: int, devices: int, stop: threading.Event | None) -> None:
+        wait = self.backoff.delay(consecutive - 1, retry_after=getattr(exc, "retry_after", None), random=self._random)
+        log.warning("sync: %s; retrying in %.1f s", exc, wait)
+        self._emit(SyncEvent(SyncEventKind.RETRY, self.product, devices, message=str(exc), wait=wait))
+        if stop is not None:
+            stop.wait(wait)
+        else:
+            self._sleep(wait)
+
+    def _bisect(
+        self, batch: list[str], exc: CloudRejected, splits: deque[list[str]], skip: set[str], tally: _Tally
+    ) -> None:
+        """A refused batch goes again in halves; an ID refused on its own is skipped for this run."""
+        self.outbox.note_error(self.product, batch, f"batch refused: {exc}")
+        self._emit(SyncEvent(SyncEventKind.REJECTED, self.product, len(batch), message=str(exc)))
+        if len(batch) > 1:
+            half = len(batch) // 2
+            splits.appendleft(batch[half:])
+            splits.appendleft(batch[:half])
+        else:
+            skip.update(batch)
+            tally.rejected += batch
+            log.warning("sync: %s refused on its own: %s", batch[0], exc)
+
+    def _next_batch(self, skip: set[str], also_skip: Sequence[str] = ()) -> list[str]:
+        excluded = skip.union(also_skip) if also_skip else skip
+        entries = self.outbox.pending(self.product, limit=self.batch_size + len(excluded))
+        return [e.device_id for e in entries if e.device_id not in excluded][: self.batch_size]
 
     def _record(
         self, batch: Sequence[str], outcomes: Mapping[str, ImportOutcome], tally: _Tally, skip: set[str]
