@@ -31,8 +31,12 @@ def read_usb_serial(usb_device: Any, where: str) -> str | None:
     if not index:
         return None
     try:
-        text = usb.util.get_string(usb_device, index)
-    except ValueError:  # the device lists no string language
+        # Asked directly: pyusb's ``langids`` property would swallow a permission error into "no strings".
+        langids = usb.util.get_langids(usb_device)
+        if not langids:
+            return None
+        text = usb.util.get_string(usb_device, index, langids[0])
+    except ValueError:
         return None
     except usb.core.USBError as exc:
         if exc.errno == errno.EACCES:
