@@ -211,3 +211,18 @@ def test_kill_9_during_sync_then_resume(tmp_path: Path, cloud: Cloud) -> None:
     assert len(added) == 400 and set(added.values()) == {1}
     assert sorted(cloud.console.product_device_ids(PRODUCT)) == ids
     assert TOKEN not in done.stdout + done.stderr
+
+
+def test_without_a_product_every_queued_product_is_synced(tmp_path: Path, cloud: Cloud) -> None:
+    from station.sim.console_state import SimProduct
+
+    cloud.console.state.add_product(SimProduct(77, "second-product"))
+    db = tmp_path / "station.db"
+    with Registry(db) as registry:
+        bulk_enqueue(registry, device_ids(3), PRODUCT)
+        bulk_enqueue(registry, device_ids(2, start=100), "second-product")
+    code, out, err = run(["sync", "--db", str(db), "--base-url", cloud.url], env={"PARTICLE_ACCESS_TOKEN": TOKEN})
+    assert code == 0, out + err
+    assert f"product {PRODUCT}: 0 pending, 3 synced" in out
+    assert "product second-product: 0 pending, 2 synced" in out
+    assert cloud.console.product_device_ids("77") == device_ids(2, start=100)
