@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from station.devices.base import Device, DeviceDescription, DeviceIdentity, Phase, Progress
@@ -142,7 +142,8 @@ def run_job(
         device = timed(Phase.CONNECT, open_device)
         ctx.device = device
         identity = timed(Phase.IDENTIFY, device.identify)
-        recorder.identify(attempt_id, identity.device_id, identity.platform)
+        # The registry's spelling of the ID (trimmed, lower case) is the one every event carries.
+        identity = replace(identity, device_id=recorder.identify(attempt_id, identity.device_id, identity.platform))
         ctx.event(Identified, device_id=identity.device_id, platform=identity.platform)
         why = plan.target.mismatch(description.family, identity)
         if why is not None:
