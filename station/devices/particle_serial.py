@@ -338,7 +338,7 @@ class ParticleSerialDevice(Device):
         while self._clock() < deadline:
             try:
                 client = self._client()
-                client.version(min(1.0, self._timeout))
+                client.version(min(0.3, self._timeout))
                 return
             except DeviceDisconnected as exc:
                 self.close()

@@ -582,7 +582,8 @@ class YModemReceiver:
         if verdict is Verdict.REFUSE:
             return bytes((NAK,))
         if verdict is Verdict.FAIL:
-            return self._finish(Outcome.FAILED, message, ABORT_SEQUENCE)
+            # The owner may have said why (e.g. "Validation failed: -1903") before failing it.
+            return self._finish(Outcome.FAILED, self.message or message, ABORT_SEQUENCE)
         return b""
 
     def _error(self) -> bytes:

@@ -179,10 +179,21 @@ class _Transfer:
     refuse_packet: int | None = None
 
 
+_SHORT_PACKET = 3 + 128 + 2
+_LONG_PACKET = 3 + 1024 + 2
+
+
+def data_packet_sizes(size: int) -> list[int]:
+    """Wire sizes of the data packets our sender uses: 1024-byte blocks, a last piece of <= 128 in 128."""
+    full, rest = divmod(size, 1024)
+    tail = [] if rest == 0 else [_SHORT_PACKET if rest <= 128 else _LONG_PACKET]
+    return [_LONG_PACKET] * full + tail
+
+
 def ymodem_cost(size: int, link: LinkSpec) -> float:
-    """Link time of a YModem batch of one file in 1024-byte packets, with one reply byte each."""
-    packets = -(-size // 1024)
-    return link.cost(133 + 2) + link.cost(packets * (1029 + 1), packets) + link.cost(2) + link.cost(133 + 1)
+    """Link time of a YModem batch of one file: header (ACK C), data (ACK), EOT (ACK), end (ACK)."""
+    data = sum(link.cost(n + 1) for n in data_packet_sizes(size))
+    return link.cost(_SHORT_PACKET + 2) + data + link.cost(1 + 1) + link.cost(_SHORT_PACKET + 1)
 
 
 class SimulatedSerialDevice:
@@ -303,7 +314,8 @@ class SimulatedSerialDevice:
     def _image_cost(self, size: int) -> float:
         flash = self.platform.flash
         sectors = -(-size // self.platform.erase_unit)
-        store = flash.erase_cost(sectors) + flash.program_cost(-(-size // 1024) * 1024)
+        stored = sum(n - 5 for n in data_packet_sizes(size))  # Device OS writes whole packets
+        store = flash.erase_cost(sectors) + flash.program_cost(stored)
         apply = flash.erase_cost(sectors) + flash.program_cost(size)
         return ymodem_cost(size, USB_CDC) + store + _RESTART_DELAY + apply + _BOOT_TIME
 
@@ -491,7 +503,6 @@ class SimulatedSerialDevice:
             self._corrupt_next_reply = False
             data = bytes((data[0] ^ 0x80,)) + data[1:]
         if data and self._mode is Mode.YMODEM:
-            self.timing.spend(USB_CDC.cost(len(data)), "link")
             self._write(data)
 
     def _after_receive(self) -> None:
@@ -597,7 +608,7 @@ class SimulatedSerialDevice:
             return Verdict.FAIL
         self._transfer.header = header
         sectors = -(-header.size // self.platform.erase_unit)
-        self.timing.spend(USB_CDC.cost(133), "link")
+        self.timing.spend(USB_CDC.cost(_SHORT_PACKET + 2), "link")
         self.timing.spend(self.platform.flash.erase_cost(sectors), "erase")
         return Verdict.ACCEPT
 
@@ -607,7 +618,7 @@ class SimulatedSerialDevice:
             return fault
         if offset + len(payload) > self.platform.ota_max:
             return Verdict.FAIL
-        self.timing.spend(USB_CDC.cost(len(payload) + 5), "link")
+        self.timing.spend(USB_CDC.cost(len(payload) + 5 + 1), "link")
         self.timing.spend(self.platform.flash.program_cost(len(payload)), "program")
         buffer = self._transfer.buffer
         del buffer[offset:]
@@ -619,6 +630,7 @@ class SimulatedSerialDevice:
         if fault is not None:
             return fault
         header = self._transfer.header
+        self.timing.spend(USB_CDC.cost(1 + 1) + USB_CDC.cost(_SHORT_PACKET + 1), "link")  # EOT, end of batch
         if header is None:
             return Verdict.ACCEPT  # an empty batch: nothing to install
         code = self._validate_and_install(bytes(self._transfer.buffer[: header.size]), header.size)
