@@ -5,6 +5,10 @@ pyusb bus (found through the real pyusb enumeration path), each serial board on 
 ESP on its own TCP port (``socket://``). Boards can be attached and detached while a line runs.
 Slots are named ``sim-N`` and never reused, except by ``reattach`` (the same board plugged back in).
 
+Kinds: ``<platform>-dfu`` (a Particle board in DFU mode), ``<platform>-normal`` (one running its
+firmware on USB, switched into DFU mode by the line), ``<platform>-serial`` (listening mode on a
+pty), ``esp32``, ``esp32s3``, ``esp32c3``.
+
 Spec grammar: entries joined by commas, each ``KIND[:COUNT][!FAULT...]``, e.g.
 ``photon-dfu:2,esp32:1,argon-serial:1`` or ``argon-dfu:1!disconnect@3``. Faults are those of
 ``station.sim.faults`` (``KIND[@N]``, N counted in the simulator's own unit) and apply to every
@@ -60,11 +64,12 @@ class SimDeviceSpec:
     model: str  # "photon", "argon", ... for Particle; "esp32", "esp32s3", "esp32c3" for ESP
     faults: tuple[Fault, ...] = ()
     device_id: str | None = None  # Particle: 24 hex digits; ESP: the MAC "aa:bb:..."; None = drawn at random
+    normal_mode: bool = False  # a USB Particle board running its firmware ("argon-normal"): the line switches it
 
     @property
     def kind(self) -> str:
         if self.family is Family.PARTICLE_DFU:
-            return f"{self.model}-dfu"
+            return f"{self.model}-{'normal' if self.normal_mode else 'dfu'}"
         if self.family is Family.PARTICLE_SERIAL:
             return f"{self.model}-serial"
         return self.model
@@ -76,19 +81,20 @@ class SimDeviceSpec:
 def valid_kinds() -> tuple[str, ...]:
     """Every kind a spec may name, sorted."""
     kinds = [f"{p}-dfu" for p in PLATFORM_SPECS]
+    kinds += [f"{p}-normal" for p in PLATFORM_SPECS]
     kinds += [f"{p}-serial" for p in SERIAL_PLATFORMS]
     kinds += list(CHIPS)
     return tuple(sorted(kinds))
 
 
-def _spec_for_kind(kind: str) -> tuple[Family, str] | None:
+def _spec_for_kind(kind: str) -> SimDeviceSpec | None:
     if kind in CHIPS:
-        return Family.ESP, kind
+        return SimDeviceSpec(Family.ESP, kind)
     model, _, suffix = kind.rpartition("-")
-    if suffix == "dfu" and model in PLATFORM_SPECS:
-        return Family.PARTICLE_DFU, model
+    if suffix in ("dfu", "normal") and model in PLATFORM_SPECS:
+        return SimDeviceSpec(Family.PARTICLE_DFU, model, normal_mode=suffix == "normal")
     if suffix == "serial" and model in SERIAL_PLATFORMS:
-        return Family.PARTICLE_SERIAL, model
+        return SimDeviceSpec(Family.PARTICLE_SERIAL, model)
     return None
 
 
@@ -140,7 +146,7 @@ def parse_simulate_spec(text: str) -> list[SimDeviceSpec]:
         if not 1 <= count <= MAX_PER_ENTRY:
             raise _bad(part, f"count must be 1..{MAX_PER_ENTRY}")
         faults = _parse_faults(part, match.group("faults"))
-        specs.extend(SimDeviceSpec(known[0], known[1], faults) for _ in range(count))
+        specs.extend(dataclasses.replace(known, faults=faults) for _ in range(count))
         if len(specs) > MAX_DEVICES:
             raise _bad(part, f"more than {MAX_DEVICES} devices")
     return specs
@@ -259,7 +265,10 @@ class SimulatedBench:
         faults = FaultPlan(spec.faults)
         if spec.family is Family.PARTICLE_DFU:
             device_id = spec.device_id or self._rng.randbytes(12).hex()
-            return SimulatedDfuDevice(spec.model, device_id, port_path=f"1-{index}", timing=timing, faults=faults)
+            mode = "normal" if spec.normal_mode else "dfu"
+            return SimulatedDfuDevice(
+                spec.model, device_id, port_path=f"1-{index}", timing=timing, faults=faults, mode=mode
+            )
         if spec.family is Family.PARTICLE_SERIAL:
             device_id = spec.device_id or self._rng.randbytes(12).hex()
             return SimulatedSerialDevice(spec.model, device_id, timing=timing, faults=faults)

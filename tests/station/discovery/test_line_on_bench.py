@@ -56,7 +56,7 @@ def test_eight_boards_of_mixed_families_pass_with_the_right_contents(tmp_path: P
         SimulatedBench(timing=False, rng=random.Random(1)) as particle_bench,
         SimulatedBench(timing=False, rng=random.Random(2)) as esp_bench,
     ):
-        particle_slots = particle_bench.attach_all(parse_simulate_spec("argon-dfu:3,argon-serial:2"))
+        particle_slots = particle_bench.attach_all(parse_simulate_spec("argon-dfu:2,argon-normal,argon-serial:2"))
         esp_slots = esp_bench.attach_all(parse_simulate_spec("esp32:3"))
         runners = [
             LineRunner([particle_bench], particle_plan, registry, _sink(events), poll_interval=0.01),

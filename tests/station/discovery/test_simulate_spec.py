@@ -38,7 +38,7 @@ def test_faults_apply_to_every_board_of_their_entry() -> None:
 def test_every_listed_kind_parses() -> None:
     kinds = valid_kinds()
     assert {"photon-dfu", "p1-dfu", "electron-dfu", "argon-dfu", "boron-dfu", "p2-dfu"} <= set(kinds)
-    assert {"photon-serial", "argon-serial", "esp32", "esp32s3", "esp32c3"} <= set(kinds)
+    assert {"photon-serial", "argon-serial", "argon-normal", "esp32", "esp32s3", "esp32c3"} <= set(kinds)
     assert [s.kind for s in parse_simulate_spec(",".join(kinds))] == list(kinds)
 
 

@@ -171,3 +171,18 @@ def test_bench_from_spec_starts_nothing_for_a_bad_spec() -> None:
         bench_from_spec("argon-dfu,nonsense")
     with bench_from_spec("argon-dfu:2", timing=False) as bench:
         assert [c.slot for c in bench.scan()] == ["sim-1", "sim-2"]
+
+
+def test_a_normal_mode_board_is_listed_as_such_and_switched_into_dfu_on_open(bench: SimulatedBench) -> None:
+    (slot,) = bench.attach_all(parse_simulate_spec("p2-normal"))
+    assert bench.slots()[0].spec.kind == "p2-normal"
+    (candidate,) = bench.scan()
+    assert candidate.description.mode is Mode.NORMAL
+    device = candidate.open()
+    try:
+        assert device.describe().mode is Mode.DFU
+        assert device.identify().platform == "p2"
+    finally:
+        device.close()
+    assert [c.description.mode for c in bench.scan()] == [Mode.DFU]
+    assert [c.slot for c in bench.scan()] == [slot]
