@@ -58,7 +58,8 @@ class SimulatedEsp:
     ) -> None:
         self.profile: ChipProfile = chip_profile(chip)
         mac_bytes = parse_mac(mac) if mac is not None else random_mac(self.profile, rng or random.Random())
-        self.timing = timing if timing is not None else TimingModel(enabled=False)
+        # Timed like the hardware unless told otherwise; unit tests pass an untimed model.
+        self.timing = timing if timing is not None else TimingModel()
         self.faults = faults if faults is not None else FaultPlan()
         self.unsupported_reply = UnsupportedReply(unsupported_reply)
         self.flash = NorFlash(flash_size, timing=self.timing)

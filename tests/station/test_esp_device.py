@@ -16,8 +16,12 @@ from station.devices.esp import EspDevice, find_esp_ports
 from station.errors import DeviceDisconnected, DeviceError, DeviceTimeout, Reason, VerifyMismatch, WrongTarget
 from station.sim.esp_loader import SimulatedEsp
 from station.sim.faults import FaultPlan, parse_faults
+from station.sim.timing import TimingModel
 
 CHIP_NAMES = {"esp32": "ESP32", "esp32s3": "ESP32-S3", "esp32c3": "ESP32-C3"}
+
+# Unit tests run the simulators untimed.
+OFF = TimingModel(enabled=False)
 
 
 def app_image(chip: str = "esp32", payload: int = 40000, seed: int = 0) -> FlashImage:
@@ -28,7 +32,7 @@ def app_image(chip: str = "esp32", payload: int = 40000, seed: int = 0) -> Flash
 
 @pytest.fixture
 def sim() -> Iterator[SimulatedEsp]:
-    with SimulatedEsp("esp32", "24:0a:c4:12:34:56", unsupported_reply="echo") as chip:
+    with SimulatedEsp("esp32", "24:0a:c4:12:34:56", unsupported_reply="echo", timing=OFF) as chip:
         chip.serve_tcp()
         yield chip
 
@@ -46,7 +50,7 @@ def flash_and_verify(url: str, images: list[FlashImage], **kwargs: object) -> li
 @pytest.mark.parametrize("stub", [True, False], ids=["stub", "rom"])
 def test_flashed_image_reads_back_identical(chip: str, stub: bool) -> None:
     image = app_image(chip, seed=3)
-    with SimulatedEsp(chip, unsupported_reply="echo") as sim:
+    with SimulatedEsp(chip, unsupported_reply="echo", timing=OFF) as sim:
         url = sim.serve_tcp()
         with EspDevice(url, stub=stub) as device:
             identity = device.identify()
@@ -119,7 +123,7 @@ def test_fault_ends_in_specific_error_and_board_can_be_flashed_again(
     spec: str, error: type[DeviceError], reason: Reason, stub: bool
 ) -> None:
     image = app_image(seed=5)
-    with SimulatedEsp("esp32", faults=FaultPlan(parse_faults(spec)), unsupported_reply="echo") as sim:
+    with SimulatedEsp("esp32", faults=FaultPlan(parse_faults(spec)), unsupported_reply="echo", timing=OFF) as sim:
         url = sim.serve_tcp()
         with EspDevice(url, stub=stub) as device, pytest.raises(error) as caught:
             device.flash([image])
@@ -135,7 +139,7 @@ def test_fault_ends_in_specific_error_and_board_can_be_flashed_again(
 @pytest.mark.parametrize("stub", [True, False], ids=["stub", "rom"])
 def test_stall_times_out_naming_the_block(stub: bool) -> None:
     image = app_image(seed=6)
-    with SimulatedEsp("esp32", faults=FaultPlan(parse_faults("stall@0")), unsupported_reply="echo") as sim:
+    with SimulatedEsp("esp32", faults=FaultPlan(parse_faults("stall@0")), unsupported_reply="echo", timing=OFF) as sim:
         url = sim.serve_tcp()
         with EspDevice(url, stub=stub) as device, pytest.raises(DeviceTimeout) as caught:
             device.flash([image])
@@ -166,7 +170,7 @@ def test_silent_port_times_out_connecting() -> None:
 
 def test_boards_flashed_from_threads_keep_their_own_progress_and_output(capfd: pytest.CaptureFixture[str]) -> None:
     chips = ["esp32", "esp32s3", "esp32c3", "esp32", "esp32s3", "esp32c3"]
-    sims = [SimulatedEsp(chip, unsupported_reply="echo") for chip in chips]
+    sims = [SimulatedEsp(chip, unsupported_reply="echo", timing=OFF) for chip in chips]
     images = [app_image(chip, payload=20000 + 4096 * i, seed=i) for i, chip in enumerate(chips)]
     events: list[list[Progress]] = [[] for _ in chips]
     devices = [EspDevice(sim.serve_tcp(), stub=i % 2 == 0) for i, sim in enumerate(sims)]
@@ -219,7 +223,7 @@ def test_esptool_output_stays_out_of_stdout_and_in_the_transcript(
 
 def test_pty_board_flashed_then_verified_by_another_session() -> None:
     image = app_image("esp32c3", payload=20000)
-    with SimulatedEsp("esp32c3", unsupported_reply="echo") as sim:
+    with SimulatedEsp("esp32c3", unsupported_reply="echo", timing=OFF) as sim:
         path = sim.serve_pty()
         with EspDevice(path) as device:
             device.flash([image])

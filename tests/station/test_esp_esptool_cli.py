@@ -12,8 +12,12 @@ import pytest
 
 from firmware_tools.esp import build_app_image
 from station.sim.esp_loader import SimulatedEsp
+from station.sim.timing import TimingModel
 
 MAC = "24:0a:c4:12:34:56"
+
+# Unit tests run the simulators untimed.
+OFF = TimingModel(enabled=False)
 
 
 def esptool(url: str, *args: str, chip: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -26,7 +30,7 @@ def esptool(url: str, *args: str, chip: str | None = None, timeout: float = 60) 
 
 @pytest.fixture
 def esp32() -> Iterator[SimulatedEsp]:
-    with SimulatedEsp("esp32", MAC, unsupported_reply="echo") as sim:
+    with SimulatedEsp("esp32", MAC, unsupported_reply="echo", timing=OFF) as sim:
         sim.serve_tcp()
         yield sim
 
@@ -40,7 +44,7 @@ def app(tmp_path: Path) -> Path:
 
 def test_read_mac_detects_the_chip_like_real_rom(tmp_path: Path) -> None:
     # Default refusal style: GET_SECURITY_INFO answered the way an ESP32 ROM does (8 packets).
-    with SimulatedEsp("esp32", MAC) as sim:
+    with SimulatedEsp("esp32", MAC, timing=OFF) as sim:
         url = sim.serve_tcp()
         result = esptool(url, "read-mac")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -50,7 +54,7 @@ def test_read_mac_detects_the_chip_like_real_rom(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("chip", "name"), [("esp32s3", "ESP32-S3"), ("esp32c3", "ESP32-C3")])
 def test_read_mac_detects_later_chips_by_security_info(chip: str, name: str) -> None:
-    with SimulatedEsp(chip, "7c:df:a1:00:11:22") as sim:
+    with SimulatedEsp(chip, "7c:df:a1:00:11:22", timing=OFF) as sim:
         url = sim.serve_tcp()
         result = esptool(url, "read-mac")
         explicit = esptool(url, "read-mac", chip=chip)
@@ -136,7 +140,7 @@ def test_baud_change_and_stub_left_running(esp32: SimulatedEsp, app: Path) -> No
 
 
 def test_esptool_over_a_pty(app: Path) -> None:
-    with SimulatedEsp("esp32c3", "58:cf:79:00:00:09") as sim:
+    with SimulatedEsp("esp32c3", "58:cf:79:00:00:09", timing=OFF) as sim:
         path = sim.serve_pty()
         assert path.startswith("/dev/")
         data = build_app_image(chip="esp32c3", payload_size=20000)
@@ -154,7 +158,9 @@ def test_esptool_over_a_pty(app: Path) -> None:
 def test_refused_block_fails_esptool_naming_the_block(app: Path) -> None:
     from station.sim.faults import FaultPlan, parse_faults
 
-    with SimulatedEsp("esp32", MAC, faults=FaultPlan(parse_faults("refuse-block@3")), unsupported_reply="echo") as sim:
+    with SimulatedEsp(
+        "esp32", MAC, faults=FaultPlan(parse_faults("refuse-block@3")), unsupported_reply="echo", timing=OFF
+    ) as sim:
         url = sim.serve_tcp()
         failed = esptool(url, "--no-stub", "write-flash", "0x10000", str(app))
         again = esptool(url, "--no-stub", "write-flash", "0x10000", str(app))

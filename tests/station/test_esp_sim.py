@@ -41,6 +41,9 @@ from station.sim.timing import TimingModel
 
 MAC = bytes.fromhex("240ac4123456")
 
+# Unit tests run the simulators untimed.
+OFF = TimingModel(enabled=False)
+
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=5), st.binary(max_size=20))
@@ -294,5 +297,5 @@ def test_lower_bound_grows_with_data_and_shrinks_with_compression() -> None:
     assert 0 < small < big
     noisy = bytes(range(256)) * 256
     assert lower_bound([(0, noisy)], compress=False, stub=False, baud=115200) > lower_bound([(0, noisy)])
-    with SimulatedEsp("esp32", "24:0a:c4:00:00:01") as sim:
+    with SimulatedEsp("esp32", "24:0a:c4:00:00:01", timing=OFF) as sim:
         assert sim.lower_bound([(0, noisy)]) == lower_bound([(0, noisy)])
