@@ -30,7 +30,10 @@ from station.sim.timing import TimingModel
 @click.option("--device-id", default=None, help="24 hex digits; random when not given.")
 @click.option("--faults", default="", help="Faults to inject, e.g. 'disconnect@12,stall' (YModem packet numbers).")
 @click.option("--no-timing", is_flag=True, help="Answer as fast as possible instead of at hardware speed.")
-def sim_particle_serial(link: Path, platform: str, device_id: str | None, faults: str, no_timing: bool) -> None:
+@click.option("--uart", is_flag=True, help="Model a UART at the port's baud rate instead of USB CDC.")
+def sim_particle_serial(
+    link: Path, platform: str, device_id: str | None, faults: str, no_timing: bool, uart: bool
+) -> None:
     """Run a simulated Particle device in listening mode until Ctrl-C.
 
     Open PATH with any serial tool (particle-cli, screen, pyserial, lrzsz's sb --ymodem) at
@@ -41,7 +44,7 @@ def sim_particle_serial(link: Path, platform: str, device_id: str | None, faults
     try:
         plan = FaultPlan(parse_faults(faults))
         sim = SimulatedSerialDevice(
-            platform, device_id, timing=TimingModel(enabled=not no_timing), faults=plan, link=link
+            platform, device_id, timing=TimingModel(enabled=not no_timing), faults=plan, link=link, uart=uart
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None

@@ -22,8 +22,7 @@ import serial
 from serial.tools import list_ports
 
 from firmware_tools.errors import FirmwareError
-from firmware_tools.particle.constants import platform_name
-from firmware_tools.particle.parse import parse_module
+from firmware_tools.particle import parse_module, platform_name
 from station.devices.base import (
     Device,
     DeviceDescription,

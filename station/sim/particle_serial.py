@@ -6,6 +6,10 @@ would before accepting it (CRC-32, platform, size), installs it, and reports it 
 afterwards. Line-coding changes act as on hardware: 14400 baud reboots into DFU (the pty goes
 away), 28800 enters listening mode.
 
+Timing: the link is USB CDC (the baud rate is only a signal) or, with ``uart=True``, a UART at
+the port's current baud rate; flash costs are the OTA store's (STM32F2 sectors on Gen2, SPI NOR
+on Gen3 and P2), then the bootloader's copy on restart.
+
 Faults (``FaultPlan``), counted in YModem packets (0 = header, 1..n = data, n+1 = EOT,
 n+2 = end-of-batch): ``disconnect`` (the port vanishes; the board comes back on a new pty),
 ``stall`` (silence until the host gives up), ``corrupt-reply`` (the ACK arrives damaged),
@@ -31,8 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from firmware_tools.errors import FirmwareError
-from firmware_tools.particle.model import ModuleFunction
-from firmware_tools.particle.parse import parse_module
+from firmware_tools.particle import ModuleFunction, parse_module
 from station.protocols import listening
 from station.protocols.ymodem import FileHeader, Outcome, Verdict, YModemReceiver
 from station.sim.faults import FaultKind, FaultPlan
@@ -58,6 +61,7 @@ USB_CDC = LinkSpec(bytes_per_second=800_000.0, latency=0.002)
 STM32F2_FLASH = FlashSpec(sector_erase=1.0, program_per_byte=4e-6)
 # Gen3/RTL OTA goes to external SPI NOR (MX25 class): 4 KiB sector 40 ms, page program ~0.6 ms/256 B.
 SPI_NOR_FLASH = FlashSpec(sector_erase=0.040, program_per_byte=2.4e-6)
+_UART_TURNAROUND = 0.0005  # a UART has no frames: only the peers' reaction time
 _RESTART_DELAY = 1.0  # Device OS waits 1 s after "Downloaded file successfully!"
 _BOOT_TIME = 0.5
 
@@ -214,6 +218,7 @@ class SimulatedSerialDevice:
         stall_recover: float = 1.0,
         link: Path | str | None = None,
         mac: str | None = None,
+        uart: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -227,6 +232,7 @@ class SimulatedSerialDevice:
         self.faults = faults or FaultPlan()
         self.mac = mac or ":".join(self.device_id[i : i + 2] for i in range(12, 24, 2))
         self._listen_after_reset = listen_after_reset
+        self._uart = uart
         self._ymodem_supported = ymodem_supported
         self._nak_timeout = nak_timeout
         self._slow_reply = slow_reply
@@ -317,7 +323,16 @@ class SimulatedSerialDevice:
         stored = sum(n - 5 for n in data_packet_sizes(size))  # Device OS writes whole packets
         store = flash.erase_cost(sectors) + flash.program_cost(stored)
         apply = flash.erase_cost(sectors) + flash.program_cost(size)
-        return ymodem_cost(size, USB_CDC) + store + _RESTART_DELAY + apply + _BOOT_TIME
+        return (
+            ymodem_cost(size, self._link_spec(listening.LISTENING_BAUD)) + store + _RESTART_DELAY + apply + _BOOT_TIME
+        )
+
+    def _link_spec(self, baud: int | None = None) -> LinkSpec:
+        """USB CDC ignores the baud rate; a UART (``uart=True``) moves 10 bits per byte at it."""
+        if not self._uart:
+            return USB_CDC
+        rate = baud or self._speed() or listening.CONSOLE_BAUD
+        return LinkSpec(bytes_per_second=rate / 10, latency=_UART_TURNAROUND)
 
     # -- pty ----------------------------------------------------------------------------------------
 
@@ -608,7 +623,7 @@ class SimulatedSerialDevice:
             return Verdict.FAIL
         self._transfer.header = header
         sectors = -(-header.size // self.platform.erase_unit)
-        self.timing.spend(USB_CDC.cost(_SHORT_PACKET + 2), "link")
+        self.timing.spend(self._link_spec().cost(_SHORT_PACKET + 2), "link")
         self.timing.spend(self.platform.flash.erase_cost(sectors), "erase")
         return Verdict.ACCEPT
 
@@ -618,7 +633,7 @@ class SimulatedSerialDevice:
             return fault
         if offset + len(payload) > self.platform.ota_max:
             return Verdict.FAIL
-        self.timing.spend(USB_CDC.cost(len(payload) + 5 + 1), "link")
+        self.timing.spend(self._link_spec().cost(len(payload) + 5 + 1), "link")
         self.timing.spend(self.platform.flash.program_cost(len(payload)), "program")
         buffer = self._transfer.buffer
         del buffer[offset:]
@@ -630,7 +645,8 @@ class SimulatedSerialDevice:
         if fault is not None:
             return fault
         header = self._transfer.header
-        self.timing.spend(USB_CDC.cost(1 + 1) + USB_CDC.cost(_SHORT_PACKET + 1), "link")  # EOT, end of batch
+        link = self._link_spec()
+        self.timing.spend(link.cost(1 + 1) + link.cost(_SHORT_PACKET + 1), "link")  # EOT, end of batch
         if header is None:
             return Verdict.ACCEPT  # an empty batch: nothing to install
         code = self._validate_and_install(bytes(self._transfer.buffer[: header.size]), header.size)

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from firmware_tools.particle.model import ModuleFunction
-from firmware_tools.particle.pack import pack_module
+from firmware_tools.particle import ModuleFunction, pack_module
 from station.devices.base import Family, FlashImage, Mode, Phase, Progress
 from station.devices.particle_serial import ParticleSerialDevice, enter_dfu, find_serial_devices
 from station.errors import (
@@ -27,6 +26,7 @@ from station.protocols.ymodem import PacketRefused, TransferCancelled, Unexpecte
 from station.sim.faults import FaultPlan, parse_faults
 from station.sim.particle_serial import Mode as SimMode
 from station.sim.particle_serial import SimulatedSerialDevice
+from station.sim.timing import TimingModel
 
 USER = int(ModuleFunction.USER_PART)
 SYSTEM = int(ModuleFunction.SYSTEM_PART)
@@ -282,6 +282,35 @@ def test_lower_bound_is_what_the_model_charges(sims: Sims) -> None:
         dev.flash([image])
     assert sim.timing.spent == pytest.approx(sim.lower_bound([image.data]))
     assert sim.lower_bound([image.data, image.data]) == pytest.approx(2 * sim.lower_bound([image.data]))
+
+
+def test_uart_model_charges_at_the_port_baud_rate(sims: Sims) -> None:
+    usb, uart = sims("photon"), sims("photon", uart=True)
+    image = app("photon", size=50_000)
+    for sim in (usb, uart):
+        with device(sim.port) as dev:
+            dev.flash([image])
+        assert sim.timing.spent == pytest.approx(sim.lower_bound([image.data]))
+    # 28800 baud moves 2880 bytes a second: the link alone is some 17 s for 50 kB.
+    assert uart.timing.by_kind["link"] > 17 > 1 > usb.timing.by_kind["link"]
+
+
+def test_enabled_timing_model_makes_the_device_wait(sims: Sims) -> None:
+    """Timing on: the simulator sleeps what the model charges (a fake clock keeps the test fast)."""
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    timing = TimingModel(enabled=True, clock=lambda: now[0], sleep=sleep)
+    sim = sims("argon", timing=timing)
+    image = app("argon", size=30_000)
+    with device(sim.port) as dev:
+        dev.flash([image])
+    assert sum(slept) == pytest.approx(timing.spent, abs=0.01)
+    assert timing.spent == pytest.approx(sim.lower_bound([image.data]))
 
 
 def test_eight_devices_flashed_from_threads_at_once(sims: Sims) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from firmware_tools.particle.pack import pack_module
+from firmware_tools.particle import pack_module
 from station.cli import main
 from station.devices.base import FlashImage
 from station.devices.particle_serial import ParticleSerialDevice

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_tools.particle.model import ModuleFunction
-from firmware_tools.particle.pack import pack_module
+from firmware_tools.particle import ModuleFunction, pack_module
 from station.errors import DeviceDisconnected
 from station.protocols import ymodem
 from station.protocols.listening import FLASH_PROMPT
