@@ -228,7 +228,8 @@ class SimulatedSerialDevice:
         self.device_id = (device_id or secrets.token_hex(12)).lower()
         if len(self.device_id) != 24 or any(c not in "0123456789abcdef" for c in self.device_id):
             raise ValueError(f"device ID {device_id!r} is not 24 hex digits")
-        self.timing = timing or TimingModel(enabled=False)
+        # Timed like the hardware unless told otherwise; unit tests pass TimingModel(enabled=False).
+        self.timing = timing if timing is not None else TimingModel()
         self.faults = faults or FaultPlan()
         self.mac = mac or ":".join(self.device_id[i : i + 2] for i in range(12, 24, 2))
         self._listen_after_reset = listen_after_reset

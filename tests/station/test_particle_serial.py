@@ -42,6 +42,7 @@ def sims() -> Iterator[Sims]:
 
     def make(platform: str = "photon", **kwargs: object) -> SimulatedSerialDevice:
         kwargs.setdefault("stall_recover", 0.3)
+        kwargs.setdefault("timing", TimingModel(enabled=False))
         sim = SimulatedSerialDevice(platform, **kwargs)  # type: ignore[arg-type]
         sim.start()
         started.append(sim)

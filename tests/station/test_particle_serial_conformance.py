@@ -10,6 +10,7 @@ import pytest
 from station.devices.base import FlashImage
 from station.devices.particle_serial import ParticleSerialDevice
 from station.sim.particle_serial import PLATFORMS, SimulatedSerialDevice
+from station.sim.timing import TimingModel
 from tests.conftest import fixture_dir, fixture_files
 
 _NAMES = {p.platform_id: name for name, p in PLATFORMS.items()}
@@ -38,7 +39,7 @@ def test_reference_module_is_installed_byte_exact(path: Path) -> None:
     fixture_dir("particle")
     prefix = json.loads(path.with_suffix(".expected.json").read_text())["prefixInfo"]
     data = path.read_bytes()
-    with SimulatedSerialDevice(_NAMES[prefix["platformID"]]) as sim:
+    with SimulatedSerialDevice(_NAMES[prefix["platformID"]], timing=TimingModel(enabled=False)) as sim:
         image = FlashImage(path.name, data, int(prefix["moduleStartAddy"], 16))
         with ParticleSerialDevice(sim.port, timeout=1.0, batch_gap=0.02, reconnect_timeout=5.0) as dev:
             dev.flash([image])

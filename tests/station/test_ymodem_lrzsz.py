@@ -16,6 +16,7 @@ from station.errors import DeviceDisconnected
 from station.protocols import ymodem
 from station.protocols.listening import FLASH_PROMPT
 from station.sim.particle_serial import SimulatedSerialDevice
+from station.sim.timing import TimingModel
 
 needs_rb = pytest.mark.skipif(shutil.which("rb") is None, reason="lrzsz's rb is not installed (make system-deps)")
 needs_sb = pytest.mark.skipif(shutil.which("sb") is None, reason="lrzsz's sb is not installed (make system-deps)")
@@ -84,7 +85,7 @@ def test_sb_sends_a_module_the_simulator_installs_byte_exact(tmp_path: Path, fla
     path = tmp_path / "app.bin"
     path.write_bytes(module)
     # Device OS says "C" only after its receive timeout; sb waits for that "C".
-    with SimulatedSerialDevice("photon", nak_timeout=0.2) as sim:
+    with SimulatedSerialDevice("photon", nak_timeout=0.2, timing=TimingModel(enabled=False)) as sim:
         fd = os.open(sim.port, os.O_RDWR | os.O_NOCTTY)
         try:
             os.write(fd, b"f")
