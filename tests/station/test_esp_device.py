@@ -253,3 +253,44 @@ def test_find_esp_ports_keeps_known_adapters_sorted_by_usb_path() -> None:
     assert found[1].port_path == "1-1.2" and found[0].port_path == "/dev/ttyUSB2"
     device = found[1].open(baud=460800)
     assert device.describe().port_path == "1-1.2" and device.baud == 460800
+
+
+def test_modelled_time_of_a_job_is_at_least_its_lower_bound() -> None:
+    image = app_image(seed=9)
+    timing = TimingModel(enabled=False)  # counts without waiting
+    with SimulatedEsp("esp32", timing=timing, unsupported_reply="echo") as sim:
+        url = sim.serve_tcp()
+        flash_and_verify(url, [image], baud=921600, stub=True, compress=True)
+        bound = sim.lower_bound([(image.address, image.data)], baud=921600, stub=True, compress=True)
+    assert 0 < bound <= timing.spent
+    assert timing.by_kind["erase"] > 0 and timing.by_kind["program"] > 0 and timing.by_kind["uart"] > 0
+
+
+@pytest.mark.slow
+def test_esptool_keeps_up_with_the_timed_model() -> None:
+    image = app_image("esp32s3", payload=4096, seed=10)
+    with SimulatedEsp("esp32s3", timing=TimingModel(enabled=True)) as sim:
+        url = sim.serve_tcp()
+        flash_and_verify(url, [image])
+        assert sim.read_flash(image.address, image.size) == image.data
+        assert sim.timing.spent >= sim.lower_bound([(image.address, image.data)])
+
+
+def test_wrong_chip_argument_is_wrong_target(sim: SimulatedEsp) -> None:
+    assert sim.url is not None
+    with pytest.raises(WrongTarget, match="ESP32, not ESP32-S3"):
+        EspDevice(sim.url, chip="esp32s3", connect_attempts=1).identify()
+
+
+def test_same_device_object_flashes_again_after_a_lost_link() -> None:
+    image = app_image(seed=11)
+    with SimulatedEsp(
+        "esp32", faults=FaultPlan(parse_faults("disconnect@2")), unsupported_reply="echo", timing=OFF
+    ) as sim:
+        url = sim.serve_tcp()
+        with EspDevice(url, stub=False) as device:
+            with pytest.raises(DeviceDisconnected):
+                device.flash([image])
+            device.flash([image])
+            device.verify([image])
+        assert sim.read_flash(image.address, image.size) == image.data
