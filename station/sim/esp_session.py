@@ -4,7 +4,8 @@ No I/O here (transports live in ``esp_loader``): ``LoaderSession.receive`` takes
 the UART and returns what the chip sends back, and whether it drops the link. One session is one
 boot of the chip; the flash and eFuses (``EspChip``) outlive it. Byte layouts and behaviour follow
 esp-serial-protocol.md; fault kinds honoured: disconnect, stall, corrupt-reply, error-status and
-refuse-block, each counted in flash data blocks (the ``seq`` of FLASH_DATA / FLASH_DEFL_DATA).
+refuse-block, each counted in flash data blocks (the ``seq`` of FLASH_DATA / FLASH_DEFL_DATA) and,
+once struck, armed for the rest of that boot. slow-poll has no meaning for a UART loader and is ignored.
 """
 
 from __future__ import annotations

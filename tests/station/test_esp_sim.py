@@ -299,3 +299,48 @@ def test_lower_bound_grows_with_data_and_shrinks_with_compression() -> None:
     assert lower_bound([(0, noisy)], compress=False, stub=False, baud=115200) > lower_bound([(0, noisy)])
     with SimulatedEsp("esp32", "24:0a:c4:00:00:01", timing=OFF) as sim:
         assert sim.lower_bound([(0, noisy)]) == lower_bound([(0, noisy)])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 0x3000), st.binary(min_size=1, max_size=512)), max_size=6))
+def test_nor_flash_holds_the_and_of_everything_programmed_since_erase(writes: list[tuple[int, bytes]]) -> None:
+    flash = NorFlash(4 * SECTOR_SIZE)
+    model = bytearray(b"\xff" * (4 * SECTOR_SIZE))
+    for address, data in writes:
+        flash.program(address, data)
+        for i, byte in enumerate(data):
+            model[address + i] &= byte
+    assert flash.read(0, len(model)) == bytes(model)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.binary(min_size=1, max_size=5000),
+    offset=st.integers(0, 0x20).map(lambda n: n * SECTOR_SIZE),
+    stub=st.booleans(),
+    compress=st.booleans(),
+)
+def test_any_image_written_through_the_session_reads_back(data: bytes, offset: int, stub: bool, compress: bool) -> None:
+    session = _session()
+    if stub:
+        session.mode = LoaderMode.STUB
+    block = 0x4000 if stub else 0x400
+    if compress:
+        payload = zlib.compress(data, 9)
+        size = len(data) if stub else -(-len(data) // block) * block
+        op_begin, op_data = Op.FLASH_DEFL_BEGIN, Op.FLASH_DEFL_DATA
+    else:
+        payload = data + b"\xff" * (-len(data) % block)
+        size = len(data)
+        op_begin, op_data = Op.FLASH_BEGIN, Op.FLASH_DATA
+    blocks = -(-len(payload) // block)
+    _begin(session, op_begin, size, blocks, block, offset)
+    for seq in range(blocks):
+        chunk = payload[seq * block : (seq + 1) * block]
+        [(_, _, status)] = _replies(session.receive(_request(op_data, *_block(seq, chunk))).data)
+        assert status[:2] == b"\0\0"
+    assert session.chip.flash.read(offset, len(data)) == data
+    md5 = struct.pack("<IIII", offset, len(data), 0, 0)
+    [(_, _, answer)] = _replies(session.receive(_request(Op.SPI_FLASH_MD5, md5)).data)
+    expected = hashlib.md5(data).digest()
+    assert answer[:16] == expected if stub else answer[:32] == expected.hex().encode()
