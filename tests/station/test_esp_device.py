@@ -294,3 +294,10 @@ def test_same_device_object_flashes_again_after_a_lost_link() -> None:
             device.flash([image])
             device.verify([image])
         assert sim.read_flash(image.address, image.size) == image.data
+
+
+def test_image_beyond_the_end_of_flash_is_wrong_target(sim: SimulatedEsp) -> None:
+    assert sim.url is not None
+    image = FlashImage("big.bin", b"\x5a" * 0x20000, 0x3F0000, "data")
+    with EspDevice(sim.url) as device, pytest.raises(WrongTarget, match="will not fit"):
+        device.flash([image])
