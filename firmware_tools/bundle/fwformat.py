@@ -8,33 +8,32 @@ from __future__ import annotations
 import importlib
 import io
 import zipfile
+from typing import TYPE_CHECKING
 
-from firmware_tools.bundle.archive import open_zip
-from firmware_tools.bundle.manifest import (
-    MANIFEST_NAME,
-    SIGNATURE_NAME,
-    Family,
-    ImageKind,
-    Manifest,
-    manifest_json,
-)
-from firmware_tools.bundle.partition_table import parse_partition_table
-from firmware_tools.bundle.verify import BundleVerification, VerifiedImage, verify_stream
 from firmware_tools.checks import Check, Expectations, ValidationReport
 from firmware_tools.errors import FirmwareError, FormatError
-from firmware_tools.formats import FirmwareFormat
+
+if TYPE_CHECKING:
+    from firmware_tools.bundle.manifest import Family, Manifest
+    from firmware_tools.bundle.verify import BundleVerification, VerifiedImage
+    from firmware_tools.formats import FirmwareFormat
+
+# The manifest, verification and crypto modules load only once the bytes are a zip: detecting a
+# Particle module or an ESP image must not pay for them.
 
 FORMAT_NAME = "release-bundle"
 _ZIP_MAGIC = b"PK\x03\x04"
-_IMAGE_FORMATS = {Family.PARTICLE: "firmware_tools.particle.fwformat", Family.ESP: "firmware_tools.esp.fwformat"}
+_IMAGE_FORMATS = {"particle": "firmware_tools.particle.fwformat", "esp": "firmware_tools.esp.fwformat"}
 
 
 def _image_format(family: Family) -> FirmwareFormat:
-    fmt: FirmwareFormat = importlib.import_module(_IMAGE_FORMATS[family]).FORMAT
+    fmt: FirmwareFormat = importlib.import_module(_IMAGE_FORMATS[family.value]).FORMAT
     return fmt
 
 
 def _unchecked(data: bytes) -> BundleVerification:
+    from firmware_tools.bundle.verify import verify_stream
+
     result = verify_stream(data, (), name="bundle", require_signature=False)
     if result.manifest is None:
         reasons = "; ".join(c.reason for c in result.failed) or "no usable manifest"
@@ -43,12 +42,18 @@ def _unchecked(data: bytes) -> BundleVerification:
 
 
 def _own_inspect(image: VerifiedImage, family: Family) -> dict[str, object]:
+    from firmware_tools.bundle.manifest import ImageKind
+    from firmware_tools.bundle.partition_table import parse_partition_table
+
     if image.kind is ImageKind.ESP_PARTITION_TABLE:
         return parse_partition_table(image.data, name=image.name).to_json()
     return _image_format(family).inspect(image.data)
 
 
 def _own_summary(image: VerifiedImage, family: Family) -> list[str]:
+    from firmware_tools.bundle.manifest import ImageKind
+    from firmware_tools.bundle.partition_table import parse_partition_table
+
     if image.kind is ImageKind.ESP_PARTITION_TABLE:
         table = parse_partition_table(image.data, name=image.name)
         return [
@@ -74,6 +79,9 @@ class ReleaseBundleFormat:
         """95 for a zip whose directory holds manifest.json; 0 for anything else."""
         if not data.startswith(_ZIP_MAGIC):
             return 0
+        from firmware_tools.bundle.archive import open_zip
+        from firmware_tools.bundle.manifest import MANIFEST_NAME
+
         try:
             with open_zip(data, name="bundle") as zf:
                 names = set(zf.namelist())
@@ -82,6 +90,8 @@ class ReleaseBundleFormat:
         return 95 if MANIFEST_NAME in names else 0
 
     def inspect(self, data: bytes) -> dict[str, object]:
+        from firmware_tools.bundle.manifest import manifest_json
+
         result = _unchecked(data)
         manifest = result.manifest
         assert manifest is not None
@@ -133,6 +143,8 @@ class ReleaseBundleFormat:
 
 
 def _has_signature(data: bytes) -> bool:
+    from firmware_tools.bundle.manifest import SIGNATURE_NAME
+
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return SIGNATURE_NAME in zf.namelist()
@@ -142,7 +154,7 @@ def _has_signature(data: bytes) -> bool:
 
 def _target_text(m: Manifest) -> str:
     t = m.target
-    if t.family is Family.PARTICLE:
+    if t.family.value == "particle":
         return f"Particle {t.platform_name} (platform {t.platform_id})"
     return f"ESP {t.chip}"
 

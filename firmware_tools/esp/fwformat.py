@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from firmware_tools.checks import Expectations, ValidationReport
 from firmware_tools.esp.header import sniff_score
-from firmware_tools.esp.image import EspImage, parse_esp_image, rev_text
-from firmware_tools.esp.validate import validate_esp_image
+
+if TYPE_CHECKING:
+    from firmware_tools.esp.image import EspImage
 
 
 class EspImageFormat:
@@ -17,17 +20,25 @@ class EspImageFormat:
         return sniff_score(data)
 
     def inspect(self, data: bytes) -> dict[str, object]:
+        from firmware_tools.esp.image import parse_esp_image
+
         return parse_esp_image(data).to_json()
 
     def summary(self, data: bytes) -> list[str]:
+        from firmware_tools.esp.image import parse_esp_image
+
         return summary_lines(parse_esp_image(data))
 
     def validate(self, data: bytes, expect: Expectations) -> ValidationReport:
+        from firmware_tools.esp.validate import validate_esp_image
+
         return validate_esp_image(data, expect)
 
 
 def summary_lines(image: EspImage) -> list[str]:
     """The image as lines a person reads, in the order esptool image-info prints them."""
+    from firmware_tools.esp.image import rev_text
+
     max_rev = rev_text(image.max_rev) if image.max_rev_bounded else "any"
     lines = [
         f"ESP image for {image.chip} (chip id {image.chip_id}), {image.size} bytes",
