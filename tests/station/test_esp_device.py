@@ -301,3 +301,15 @@ def test_image_beyond_the_end_of_flash_is_wrong_target(sim: SimulatedEsp) -> Non
     image = FlashImage("big.bin", b"\x5a" * 0x20000, 0x3F0000, "data")
     with EspDevice(sim.url) as device, pytest.raises(WrongTarget, match="will not fit"):
         device.flash([image])
+
+
+def test_pty_board_that_vanishes_mid_write_comes_back_on_a_new_pty() -> None:
+    image = app_image(seed=12)
+    with SimulatedEsp(
+        "esp32", faults=FaultPlan(parse_faults("disconnect@3")), unsupported_reply="echo", timing=OFF
+    ) as sim:
+        with EspDevice(sim.serve_pty(), stub=False) as device, pytest.raises(DeviceDisconnected) as caught:
+            device.flash([image])
+        assert caught.value.block == 3
+        flash_and_verify(sim.serve_pty(), [image], stub=False)  # re-plugged: a new tty
+        assert sim.read_flash(image.address, image.size) == image.data
