@@ -44,6 +44,8 @@ CORE_VID, CORE_PID = 0x1D50, 0x607D
 _NORMAL_PID_BASE = 0xC000  # normal-mode CDC: 0xC0NN, NN = platform id
 _DEVICE_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
 _RESTARTING = b"Restarting system to apply firmware update..."
+_PROBE_TIMEOUT = 0.3  # a console in listening mode answers `v` within milliseconds
+_LISTENING_ENTRY = 3.0  # how long a device may take to enter listening mode after the line coding
 
 SerialFactory = Callable[..., serial.Serial]
 
@@ -262,6 +264,7 @@ class ParticleSerialDevice(Device):
     # -- internals ----------------------------------------------------------------------------------
 
     def _open(self) -> serial.Serial:
+        """The open port, with the device answering in listening mode (entered by line coding if need be)."""
         if self._serial is None:
             try:
                 port = self._open_serial(self.port, listening.CONSOLE_BAUD, timeout=self._timeout)
@@ -273,7 +276,37 @@ class ParticleSerialDevice(Device):
                     f"cannot open serial port: {exc}", device=self.port, hint=_permission_hint(exc)
                 ) from None
             self._serial = port
+            try:
+                self._await_listening(port)
+            except DeviceError:
+                self.close()
+                raise
         return self._serial
+
+    def _await_listening(self, port: serial.Serial) -> None:
+        """Probe with ``v`` until the console answers: entering listening mode takes the device a moment."""
+        client = ListeningClient(
+            SerialStream(port, self._label), device=self._label, batch_gap=self._batch_gap, clock=self._clock
+        )
+        deadline = self._clock() + max(self._timeout, _LISTENING_ENTRY)
+        while True:
+            try:
+                client.version(min(_PROBE_TIMEOUT, self._timeout))
+                return
+            except (DeviceTimeout, listening.ReplyError) as exc:
+                if self._clock() >= deadline:
+                    raise DeviceTimeout(
+                        f"device does not answer in listening mode ({exc.message})",
+                        device=self._label,
+                        hint="hold SETUP/MODE until it blinks blue, or check the port",
+                    ) from None
+            try:
+                # Say it again, slowly enough to be seen as two changes.
+                port.baudrate = listening.CONSOLE_BAUD
+                self._sleep(_PROBE_TIMEOUT / 3)
+                port.baudrate = listening.LISTENING_BAUD
+            except (serial.SerialException, OSError, ValueError) as exc:
+                raise DeviceDisconnected(f"serial port lost: {exc}", device=self._label) from None
 
     def _stream(self) -> SerialStream:
         return SerialStream(self._open(), self._label)
@@ -336,17 +369,13 @@ class ParticleSerialDevice(Device):
         last_error: DeviceError | None = None
         while self._clock() < deadline:
             try:
-                client = self._client()
-                client.version(min(0.3, self._timeout))
+                self._open()
                 return
             except DeviceDisconnected as exc:
-                self.close()
                 last_error = exc
-                self._sleep(0.2)
-            except (DeviceTimeout, listening.ReplyError) as exc:
+                self._sleep(0.2)  # the port re-enumerates after the reset
+            except DeviceTimeout as exc:
                 last_error = exc
-                # Re-assert the line coding: the device may have come back out of listening mode.
-                self.close()
         raise DeviceTimeout(
             f"device did not come back in listening mode within {self._reconnect_timeout:g} s after flashing"
             + (f" ({last_error.message})" if last_error else ""),
