@@ -40,7 +40,6 @@ from station.protocols import listening, ymodem
 from station.protocols.listening import ListeningClient, SystemInfo
 
 PARTICLE_VID = 0x2B04
-CORE_VID, CORE_PID = 0x1D50, 0x607D
 _NORMAL_PID_BASE = 0xC000  # normal-mode CDC: 0xC0NN, NN = platform id
 _DEVICE_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
 _RESTARTING = b"Restarting system to apply firmware update..."
@@ -65,7 +64,9 @@ class SerialStream:
 
     def read(self, size: int, timeout: float) -> bytes:
         try:
-            self._port.timeout = max(timeout, 0.0)
+            wait = max(timeout, 0.0)
+            if self._port.timeout != wait:  # pyserial re-applies the termios on every change
+                self._port.timeout = wait
             first = self._port.read(1)
             if not first:
                 return b""
@@ -407,9 +408,9 @@ def enter_dfu(port: str, *, serial_factory: SerialFactory = serial.Serial) -> No
 
 
 def is_particle_port(vid: int | None, pid: int | None) -> bool:
-    if vid == PARTICLE_VID and pid is not None:
-        return (pid & 0xFF00) == _NORMAL_PID_BASE
-    return vid == CORE_VID and pid == CORE_PID
+    """A Particle device's normal-mode CDC port. The Core (1d50:607d) is left out: particle-cli never
+    flashed it over serial, and it runs no module-based firmware to verify."""
+    return vid == PARTICLE_VID and pid is not None and (pid & 0xFF00) == _NORMAL_PID_BASE
 
 
 def find_serial_devices(
@@ -425,12 +426,13 @@ def find_serial_devices(
         if not is_particle_port(vid, pid):
             continue
         device = str(getattr(info, "device", ""))
-        location = getattr(info, "location", None)
+        # pyserial's location is "1-1.4:1.0" (USB path : interface); the slot is the USB path.
+        location = str(getattr(info, "location", None) or "").split(":")[0]
         serial_number = getattr(info, "serial_number", None)
         found.append(
             ParticleSerialDevice(
                 device,
-                port_path=str(location) if location else device,
+                port_path=location or device,
                 timeout=timeout,
                 usb_serial_number=serial_number,
                 vid=vid,

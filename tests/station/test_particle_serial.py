@@ -257,14 +257,14 @@ def test_find_serial_devices_picks_particle_ports() -> None:
         Port("/dev/ttyACM0", 0x2B04, 0xC006, "1-1.1:1.0", "0123456789abcdef01234567"),
         Port("/dev/ttyACM2", 0x2B04, 0xD006),  # DFU mode: not a serial port of ours
         Port("/dev/ttyUSB0", 0x10C4, 0xEA60),  # a CP210x, e.g. an ESP32 board
-        Port("/dev/ttyACM3", 0x1D50, 0x607D),  # Spark Core
+        Port("/dev/ttyACM3", 0x1D50, 0x607D),  # Spark Core: never flashed over serial
         Port("/dev/ttyS0", None, None),
     ]
     found = find_serial_devices(comports=lambda: ports)
-    assert [d.port for d in found] == ["/dev/ttyACM0", "/dev/ttyACM1", "/dev/ttyACM3"]
+    assert [d.port for d in found] == ["/dev/ttyACM0", "/dev/ttyACM1"]
     first = found[0].describe()
     assert (first.port_path, first.vid, first.pid, first.usb_serial_number) == (
-        "1-1.1:1.0",
+        "1-1.1",
         0x2B04,
         0xC006,
         "0123456789abcdef01234567",
