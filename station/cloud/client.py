@@ -33,7 +33,14 @@ from station.cloud.errors import (
     CloudRejected,
     CloudUnavailable,
 )
-from station.cloud.models import DevicePage, ImportResult, ProductDevice
+from station.cloud.models import (
+    DevicePage,
+    ImportResult,
+    ProductDevice,
+    ProductFirmware,
+    ProductGroup,
+    ProductInfo,
+)
 from station.cloud.token import AccessToken
 
 # Bigger than any legitimate answer (an import result naming 100,000 IDs is under 3 MB).
@@ -44,6 +51,18 @@ _MAX_DESCRIPTION = 200
 SCOPE_IMPORT = "devices:import"
 SCOPE_LIST = "devices:list"
 SCOPE_GET = "devices:get"
+SCOPE_UPDATE = "devices:update"
+SCOPE_PRODUCT = "products:get"
+SCOPE_FIRMWARE_CREATE = "firmware:create"
+SCOPE_FIRMWARE_LIST = "firmware:list"
+SCOPE_FIRMWARE_GET = "firmware:get"
+SCOPE_FIRMWARE_RELEASE = "firmware:release"
+SCOPE_GROUPS_LIST = "groups:list"
+SCOPE_GROUPS_CREATE = "groups:create"
+# Product firmware binaries are small (a user part is at most a few MB); bound the upload anyway.
+MAX_FIRMWARE_BYTES = 16 * 1024 * 1024
+# Sent with a firmware upload, as Particle's own firmware-upload-action does.
+FIRMWARE_API_VERSION = "1.2.0"
 # How many pages `iter_devices` follows at most: a lying total_pages must not loop forever.
 MAX_PAGES = 100_000
 
@@ -172,6 +191,128 @@ class ParticleCloud:
             page += 1
         raise CloudUnavailable(f"product {product} device list claims more than {MAX_PAGES} pages")
 
+    def get_product(self, product: str) -> ProductInfo:
+        """``GET /v1/products/:product``: the numeric ID (and platform) behind an ID or slug."""
+        body = self._request("GET", f"/v1/products/{_seg(product)}", scope=SCOPE_PRODUCT)
+        return ProductInfo.from_json(body)
+
+    def update_device(
+        self,
+        product: str,
+        device_id: str,
+        *,
+        name: str | None = None,
+        groups: Sequence[str] | None = None,
+        desired_firmware_version: int | None = None,
+        unlock: bool = False,
+        flash: bool | None = None,
+        notes: str | None = None,
+    ) -> ProductDevice | None:
+        """``PUT /v1/products/:product/devices/:id`` with only the fields given.
+
+        ``desired_firmware_version`` locks the device to that product firmware, ``unlock=True``
+        sends it as null; ``flash=True`` pushes the locked firmware now if the device is online;
+        ``groups`` replaces the device's groups. Returns the device when the answer carries it.
+        """
+        body: dict[str, object] = {}
+        if name is not None:
+            body["name"] = name
+        if notes is not None:
+            body["notes"] = notes
+        if groups is not None:
+            body["groups"] = list(groups)
+        if unlock and desired_firmware_version is not None:
+            raise ValueError("lock or unlock, not both")
+        if desired_firmware_version is not None:
+            body["desired_firmware_version"] = desired_firmware_version
+        elif unlock:
+            body["desired_firmware_version"] = None
+        if flash is not None:
+            body["flash"] = flash
+        if not body:
+            raise ValueError("update_device needs at least one field to change")
+        answer = self._request(
+            "PUT", f"/v1/products/{_seg(product)}/devices/{_seg(device_id)}", scope=SCOPE_UPDATE, json_body=body
+        )
+        if isinstance(answer, dict) and isinstance(answer.get("id"), str):
+            return ProductDevice.from_json(answer)
+        return None
+
+    def lock_device(self, product: str, device_id: str, version: int, *, flash: bool = True) -> ProductDevice | None:
+        """Lock a device to product firmware ``version`` (and flash it now when ``flash``)."""
+        return self.update_device(product, device_id, desired_firmware_version=version, flash=flash)
+
+    def unlock_device(self, product: str, device_id: str) -> ProductDevice | None:
+        return self.update_device(product, device_id, unlock=True)
+
+    def list_firmware(self, product: str) -> tuple[ProductFirmware, ...]:
+        """``GET /v1/products/:product/firmware``: every version, lowest first."""
+        body = self._request("GET", f"/v1/products/{_seg(product)}/firmware", scope=SCOPE_FIRMWARE_LIST)
+        return ProductFirmware.list_from_json(body)
+
+    def download_firmware(self, product: str, version: int) -> bytes:
+        """``GET /v1/products/:product/firmware/:version/binary``: the bytes the cloud holds."""
+        return self._request_bytes(
+            "GET", f"/v1/products/{_seg(product)}/firmware/{int(version)}/binary", scope=SCOPE_FIRMWARE_GET
+        )
+
+    def upload_firmware(
+        self,
+        product: str,
+        *,
+        version: int,
+        title: str,
+        binary: bytes,
+        description: str | None = None,
+        filename: str = "firmware.bin",
+    ) -> ProductFirmware:
+        """``POST /v1/products/:product/firmware``, multipart: version, title, description, binary."""
+        if not title.strip():
+            raise ValueError("a firmware upload needs a title")
+        if len(binary) > MAX_FIRMWARE_BYTES:
+            raise ValueError(f"firmware binary larger than {MAX_FIRMWARE_BYTES} bytes")
+        data = {"version": str(int(version)), "title": title}
+        if description:
+            data["description"] = description
+        body = self._request(
+            "POST",
+            f"/v1/products/{_seg(product)}/firmware",
+            scope=SCOPE_FIRMWARE_CREATE,
+            data=data,
+            files={"binary": (filename, binary, "application/octet-stream")},
+            extra_headers={"x-api-version": FIRMWARE_API_VERSION},
+        )
+        return ProductFirmware.from_json(body)
+
+    def release_firmware(
+        self, product: str, version: int, *, groups: Sequence[str] | None = None, product_default: bool | None = None
+    ) -> object:
+        """``PUT /v1/products/:product/firmware/release``: to ``groups``, or as the product default."""
+        body: dict[str, object] = {"version": int(version)}
+        if groups:
+            body["groups"] = list(groups)
+        if product_default is not None:
+            body["product_default"] = product_default
+        return self._request(
+            "PUT", f"/v1/products/{_seg(product)}/firmware/release", scope=SCOPE_FIRMWARE_RELEASE, json_body=body
+        )
+
+    def list_groups(self, product: str) -> tuple[ProductGroup, ...]:
+        """``GET /v1/products/:product/groups``."""
+        body = self._request("GET", f"/v1/products/{_seg(product)}/groups", scope=SCOPE_GROUPS_LIST)
+        return ProductGroup.list_from_json(body)
+
+    def create_group(self, product: str, name: str, *, description: str | None = None) -> ProductGroup:
+        """``POST /v1/products/:product/groups`` with ``name`` (and ``description``)."""
+        body: dict[str, object] = {"name": name}
+        if description:
+            body["description"] = description
+        answer = self._request(
+            "POST", f"/v1/products/{_seg(product)}/groups", scope=SCOPE_GROUPS_CREATE, json_body=body
+        )
+        group = answer.get("group") if isinstance(answer, dict) else None
+        return ProductGroup.from_json(group if group is not None else answer)
+
     # -- plumbing ------------------------------------------------------------------------------
 
     def _request(
@@ -184,12 +325,41 @@ class ParticleCloud:
         data: dict[str, str] | None = None,
         files: dict[str, tuple[str, bytes, str]] | None = None,
         json_body: object | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> object:
+        response, raw, where = self._exchange(
+            method, path, params=params, data=data, files=files, json_body=json_body, extra_headers=extra_headers
+        )
+        return self._interpret(response, raw, where, scope)
+
+    def _request_bytes(self, method: str, path: str, *, scope: str) -> bytes:
+        """A binary download: the raw body on 2xx, the usual errors otherwise."""
+        response, raw, where = self._exchange(method, path, accept="application/octet-stream")
+        if 200 <= response.status_code < 300:
+            return raw
+        self._interpret(response, raw, where, scope)
+        raise CloudUnavailable(f"{where}: HTTP {response.status_code}")  # _interpret raised already
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str | int] | None = None,
+        data: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+        json_body: object | None = None,
+        extra_headers: dict[str, str] | None = None,
+        accept: str | None = None,
+    ) -> tuple[httpx.Response, bytes, str]:
         self.limiter.acquire()
         with self._count_lock:
             self.requests_sent += 1
         where = f"{method} {path}"
-        headers = {"Authorization": f"Bearer {self._token.reveal()}"}
+        headers = dict(extra_headers or {})
+        if accept is not None:
+            headers["Accept"] = accept
+        headers["Authorization"] = f"Bearer {self._token.reveal()}"
         try:
             with self._http.stream(
                 method, path, params=params, data=data, files=files, json=json_body, headers=headers
@@ -201,7 +371,7 @@ class ParticleCloud:
             raise CloudUnavailable(
                 f"{where}: connection failed or dropped ({self._clean(str(exc)) or type(exc).__name__})"
             ) from None
-        return self._interpret(response, raw, where, scope)
+        return response, raw, where
 
     def _read_bounded(self, response: httpx.Response, where: str) -> bytes:
         declared = response.headers.get("content-length")

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from station.cloud.errors import CloudConfigError
+from station.cloud.groups import DEFAULT_GROUP_TEMPLATE, GroupNameError, check_group_template
 
 DEFAULT_BASE_URL = "https://api.particle.io"
 DEFAULT_TOKEN_ENV = "PARTICLE_ACCESS_TOKEN"
@@ -111,6 +112,11 @@ class CloudConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     rate_limit: int = DEFAULT_RATE_LIMIT  # requests allowed per rate_window, client side
     rate_window: float = DEFAULT_RATE_WINDOW
+    # The device group each run's devices go into ({date} = YYYYMMDD, {station} = the station ID);
+    # None: no group.
+    group: str | None = DEFAULT_GROUP_TEMPLATE
+    # A file of DEVICE_ID,NAME lines: the sync names each device (e.g. after its serial number).
+    device_names: Path | None = None
 
     def __post_init__(self) -> None:
         where = "[cloud]"
@@ -137,6 +143,10 @@ class CloudConfig:
             or not (math.isfinite(self.rate_window) and 0 < self.rate_window <= 86_400)
         ):
             raise _fail(where, "rate_window", f"must be seconds in (0, 86400], got {self.rate_window!r}")
+        if self.group is not None:
+            object.__setattr__(self, "group", check_group_template(self.group, where=f"{where} group"))
+        if self.device_names is not None and not isinstance(self.device_names, Path):
+            raise _fail(where, "device_names", f"must be a path, got {self.device_names!r}")
 
     @classmethod
     def from_mapping(
@@ -179,11 +189,31 @@ class CloudConfig:
         for key in ("batch_size", "import_sims", "rate_limit", "rate_window"):
             if key in data:
                 kwargs[key] = data[key]
+        if "group" in data:
+            group = data["group"]
+            if group is False:
+                kwargs["group"] = None
+            elif isinstance(group, str):
+                kwargs["group"] = group
+            else:
+                raise _fail(
+                    where,
+                    "group",
+                    f"must be a group name, a template with {{date}}/{{station}}, or false, got {group!r}",
+                )
+        if "device_names" in data:
+            raw_names = data["device_names"]
+            if not isinstance(raw_names, str) or not raw_names:
+                raise _fail(where, "device_names", f"must be the path of a DEVICE_ID,NAME file, got {raw_names!r}")
+            names_path = Path(raw_names).expanduser()
+            if not names_path.is_absolute() and base_dir is not None:
+                names_path = base_dir / names_path
+            kwargs["device_names"] = names_path
         try:
             if "timeouts" in data:
                 kwargs["timeouts"] = Timeouts.from_value(data["timeouts"], where=where)
             return cls(**kwargs)  # type: ignore[arg-type]
-        except CloudConfigError as exc:
+        except (CloudConfigError, GroupNameError) as exc:
             if where != "[cloud]":
                 raise CloudConfigError(exc.message.replace("[cloud]", where, 1), hint=exc.hint) from None
             raise

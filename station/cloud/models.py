@@ -205,3 +205,107 @@ class DevicePage:
             total_pages=total_pages,
             total=_opt_int(meta, "total"),
         )
+
+
+@dataclass(frozen=True)
+class ProductFirmware:
+    """One product firmware version as ``GET /v1/products/:product/firmware`` lists it."""
+
+    version: int
+    title: str | None = None
+    description: str | None = None
+    size: int | None = None
+    device_count: int | None = None  # devices running it, as the cloud counts them
+    current: bool = False  # released as the product default
+    groups: tuple[str, ...] = ()  # groups it is released to
+    uploaded_at: str | None = None
+    uploaded_by: str | None = None
+
+    @property
+    def released(self) -> bool:
+        return self.current or bool(self.groups)
+
+    @classmethod
+    def from_json(cls, obj: object) -> ProductFirmware:
+        if not isinstance(obj, Mapping):
+            raise _bad("a firmware entry is not a JSON object")
+        version = _opt_int(obj, "version")
+        if version is None or version < 0:
+            raise _bad(f"a firmware entry has version {obj.get('version')!r}")
+        uploaded_by = obj.get("uploaded_by")
+        who = _opt_str(uploaded_by, "username") if isinstance(uploaded_by, Mapping) else None
+        raw_groups = obj.get("groups")
+        groups = tuple(g for g in raw_groups if isinstance(g, str)) if isinstance(raw_groups, list) else ()
+        return cls(
+            version=version,
+            title=_opt_str(obj, "title"),
+            description=_opt_str(obj, "description"),
+            size=_opt_int(obj, "size"),
+            device_count=_opt_int(obj, "device_count"),
+            current=_opt_bool(obj, "current") is True or _opt_bool(obj, "product_default") is True,
+            groups=groups,
+            uploaded_at=_opt_str(obj, "uploaded_at"),
+            uploaded_by=who,
+        )
+
+    @classmethod
+    def list_from_json(cls, body: object) -> tuple[ProductFirmware, ...]:
+        # particle-api-js types the answer as an array; accept {"firmware": [...]} too.
+        items = body.get("firmware") if isinstance(body, Mapping) else body
+        if not isinstance(items, list):
+            raise _bad("firmware list is not an array")
+        if len(items) > MAX_IDS_IN_ANSWER:
+            raise _bad(f"firmware list has {len(items)} entries")
+        return tuple(sorted((cls.from_json(i) for i in items), key=lambda f: f.version))
+
+
+@dataclass(frozen=True)
+class ProductGroup:
+    """A device group of a product."""
+
+    name: str
+    description: str | None = None
+    device_count: int | None = None
+
+    @classmethod
+    def from_json(cls, obj: object) -> ProductGroup:
+        if not isinstance(obj, Mapping):
+            raise _bad("a group entry is not a JSON object")
+        name = obj.get("name")
+        if not isinstance(name, str) or not name or len(name) > 256:
+            raise _bad("a group entry has no usable name")
+        return cls(name=name, description=_opt_str(obj, "description"), device_count=_opt_int(obj, "device_count"))
+
+    @classmethod
+    def list_from_json(cls, body: object) -> tuple[ProductGroup, ...]:
+        items = body.get("groups") if isinstance(body, Mapping) else body
+        if not isinstance(items, list):
+            raise _bad("group list has no groups array")
+        if len(items) > MAX_IDS_IN_ANSWER:
+            raise _bad(f"group list has {len(items)} entries")
+        return tuple(cls.from_json(i) for i in items)
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    """``GET /v1/products/:product``: what the station needs to check an upload against."""
+
+    id: int
+    slug: str | None = None
+    name: str | None = None
+    platform_id: int | None = None
+
+    @classmethod
+    def from_json(cls, body: object) -> ProductInfo:
+        obj = body.get("product") if isinstance(body, Mapping) else None
+        if not isinstance(obj, Mapping):
+            raise _bad("product answer has no product object")
+        product_id = _opt_int(obj, "id")
+        if product_id is None or product_id <= 0:
+            raise _bad(f"product id is {obj.get('id')!r}")
+        return cls(
+            id=product_id,
+            slug=_opt_str(obj, "slug"),
+            name=_opt_str(obj, "name"),
+            platform_id=_opt_int(obj, "platform_id"),
+        )

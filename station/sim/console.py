@@ -15,22 +15,29 @@ connection without an answer (the cloud acted, the station never heard); ``stall
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import math
-import re
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from firmware_tools.errors import FirmwareError
+from station.sim.console_api import (
+    Call,
+    FormError,
+    Route,
+    SimToken,
+    error,
+    parse_form,
+    split_identifiers,
+    truthy,
+)
 from station.sim.console_http import ApiRequest, ApiResponse, Reply
+from station.sim.console_rollout import ROLLOUT_ROUTES, targeted_version
 from station.sim.console_state import DEVICE_ID, ConsoleState, SimDevice, SimProduct
 from station.sim.faults import FaultKind, parse_faults
 
@@ -41,21 +48,6 @@ DOCUMENTED_RATE_WINDOW = 300.0
 
 
 # -- tokens, limits, faults ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SimToken:
-    """An access token the console accepts. None means every product / every scope (a user token)."""
-
-    value: str = field(repr=False)
-    products: frozenset[int] | None = None
-    scopes: frozenset[str] | None = None
-
-    def allows_scope(self, scope: str | None) -> bool:
-        return scope is None or self.scopes is None or scope in self.scopes
-
-    def allows_product(self, product_id: int) -> bool:
-        return self.products is None or product_id in self.products
 
 
 @dataclass(frozen=True)
@@ -108,40 +100,6 @@ class ConsoleStats:
     import_requests: int
     ids_received: int
     added: Mapping[str, int]  # device ID -> times it was added to a product (once, if all is well)
-
-
-# -- routing ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Call:
-    """A routed, authorized request: the route's path parameters, the product when the path names one."""
-
-    request: ApiRequest
-    params: Mapping[str, str]
-    token: SimToken
-    product: SimProduct | None
-
-
-Handler = Callable[["SimConsole", Call], ApiResponse]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    template: str  # e.g. "/v1/products/{product}/devices/{device_id}"
-    handler: Handler
-    scope: str | None = None
-    mutates: bool = False  # the state file is saved after it answers
-    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.template))
-        object.__setattr__(self, "pattern", re.compile(regex))
-
-
-def error(status: int, code: str, description: str, headers: tuple[tuple[str, str], ...] = ()) -> ApiResponse:
-    return ApiResponse(status, {"error": code, "error_description": description}, headers)
 
 
 # -- the console --------------------------------------------------------------------------------
@@ -251,6 +209,44 @@ class SimConsole:
             product = self.state.find_product(id_or_slug)
             return [] if product is None else list(self.state.devices[product.id].order)
 
+    def device_handshake(
+        self, product: str, device_id: str, firmware_version: int | None, *, online: bool = True
+    ) -> int | None:
+        """A device of ``product`` connects and reports the product firmware version it runs.
+
+        This is how a simulated board flashed through the station tells the console what it runs
+        (the real device sends its PRODUCT_VERSION when it handshakes). Returns the version the cloud
+        targets it with now (documented precedence), None for none. KeyError: not in the product.
+        """
+        with self.lock:
+            found = self.state.find_product(product)
+            if found is None:
+                raise KeyError(f"no product {product!r}")
+            members = self.state.devices[found.id]
+            key = device_id.lower()
+            if key not in members:
+                raise KeyError(f"device {device_id} is not in product {found.id}")
+            device = members.by_id[key]
+            flashed = device.flash_requested and firmware_version == device.desired_firmware_version
+            device = members.update(
+                key,
+                firmware_version=firmware_version,
+                online=online,
+                last_heard=self.now(),
+                flash_requested=device.flash_requested and not flashed,
+            )
+            if self.state_file is not None:
+                self.state.save(self.state_file)
+            return targeted_version(self.state, found.id, device)
+
+    def product_device(self, product: str, device_id: str) -> SimDevice | None:
+        """The console's record of one device (None: not in the product)."""
+        with self.lock:
+            found = self.state.find_product(product)
+            if found is None:
+                return None
+            return self.state.devices[found.id].by_id.get(device_id.lower())
+
     # -- requests ------------------------------------------------------------------------------
 
     def handle(self, request: ApiRequest) -> Reply:
@@ -350,76 +346,6 @@ class SimConsole:
         self._added.update(added)
 
 
-# -- request bodies -------------------------------------------------------------------------------
-
-
-class FormError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Form:
-    fields: Mapping[str, str]
-    files: Mapping[str, bytes]  # by form field name
-
-
-def parse_form(request: ApiRequest) -> Form:
-    """JSON, urlencoded or multipart bodies, the three forms Particle's tools send."""
-    ctype = request.headers.get("content-type", "")
-    kind = ctype.split(";", 1)[0].strip().lower()
-    if not request.body:
-        return Form({}, {})
-    if kind == "application/json":
-        try:
-            data = json.loads(request.body)
-        except ValueError:
-            raise FormError("body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise FormError("JSON body must be an object")
-        return Form({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}, {})
-    if kind == "application/x-www-form-urlencoded":
-        try:
-            text = request.body.decode()
-        except UnicodeDecodeError:
-            raise FormError("form body is not UTF-8") from None
-        return Form({k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}, {})
-    if kind == "multipart/form-data":
-        return _parse_multipart(ctype, request.body)
-    raise FormError(f"unsupported Content-Type {kind or '(none)'}")
-
-
-def _parse_multipart(ctype: str, body: bytes) -> Form:
-    head = f"Content-Type: {ctype}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", errors="replace")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        raise FormError("multipart body without parts (missing boundary?)")
-    fields: dict[str, str] = {}
-    files: dict[str, bytes] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
-        if part.get_filename() is not None:
-            files[name] = data
-        else:
-            fields[name] = data.decode("utf-8", errors="replace")
-    return Form(fields, files)
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "1", "yes", "on")
-
-
-_LINE_BREAK = re.compile(r"\r?\n")
-
-
-def split_identifiers(text: str) -> list[str]:
-    """One identifier per line; CRLF or LF, trimmed, blank lines dropped (as particle-cli reads files)."""
-    return [line.strip() for line in _LINE_BREAK.split(text) if line.strip()]
-
-
 # -- route handlers -------------------------------------------------------------------------------
 
 
@@ -449,7 +375,7 @@ def _import_devices(console: SimConsole, call: Call) -> ApiResponse:
         return error(
             400, "invalid_request", f"Too many devices in one request ({len(identifiers)} > {console.max_import})."
         )
-    import_sims = _truthy(form.fields.get("import_sims"))
+    import_sims = truthy(form.fields.get("import_sims"))
     state = console.state
     product = call.product
     members = state.devices[product.id]
@@ -558,4 +484,5 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/products/{product}/devices", _list_devices, scope="devices:list"),
     Route("GET", "/v1/products/{product}/devices/{device_id}", _get_device, scope="devices:get"),
     Route("DELETE", "/v1/products/{product}/devices/{device_id}", _remove_device, scope="devices:remove", mutates=True),
+    *ROLLOUT_ROUTES,
 )

@@ -177,7 +177,8 @@ class _Handler(BaseHTTPRequestHandler):
         payload = response.encode()
         try:
             self.send_response(response.status)
-            if response.status != 204:
+            own_type = any(name.lower() == "content-type" for name, _ in response.headers)
+            if response.status != 204 and not own_type:
                 self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(payload)))
             for name, value in response.headers:

@@ -6,8 +6,10 @@ state is saved as JSON through ``write_atomic``, so a killed console never leave
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -57,17 +59,23 @@ class SimDevice:
     desired_firmware_version: int | None = None
     notes: str | None = None
     sim_imported: bool = False
+    online: bool = False
+    last_heard: float | None = None  # unix seconds of the last handshake
+    flash_requested: bool = False  # locked with flash=true: the cloud pushes the locked version
 
     def to_json(self) -> dict[str, object]:
         """The device the way the product device list shows it."""
+        heard = None
+        if self.last_heard is not None:
+            heard = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.last_heard))
         return {
             "id": self.id,
             "name": self.name,
             "platform_id": self.platform_id,
             "product_id": self.product_id,
-            "online": False,
-            "connected": False,
-            "last_heard": None,
+            "online": self.online,
+            "connected": self.online,
+            "last_heard": heard,
             "development": self.development,
             "quarantined": self.quarantined,
             "denied": False,
@@ -77,6 +85,45 @@ class SimDevice:
             "notes": self.notes,
             "serial_number": None,
         }
+
+
+@dataclass(frozen=True)
+class SimFirmware:
+    """A product firmware version: the binary as uploaded, and where it is released."""
+
+    version: int
+    title: str
+    data: bytes = field(repr=False)
+    description: str = ""
+    uploaded_at: float = 0.0
+    uploaded_by: str = "sim-user@example.com"
+    product_default: bool = False  # released to the whole product
+    groups: tuple[str, ...] = ()  # released to these groups
+
+    @property
+    def released(self) -> bool:
+        return self.product_default or bool(self.groups)
+
+    def to_json(self, device_count: int) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "title": self.title,
+            "description": self.description,
+            "size": len(self.data),
+            "device_count": device_count,
+            "current": self.product_default,
+            "product_default": self.product_default,
+            "groups": list(self.groups),
+            "uploaded_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.uploaded_at)),
+            "uploaded_by": {"username": self.uploaded_by},
+        }
+
+
+@dataclass(frozen=True)
+class SimGroup:
+    name: str
+    description: str = ""
+    color: str = "#777777"
 
 
 @dataclass
@@ -128,6 +175,9 @@ class ConsoleState:
     protected: set[str] = field(default_factory=set)
     # Platforms of devices the cloud already knows, to refuse a device of the wrong platform.
     platforms: dict[str, int] = field(default_factory=dict)
+    # Product ID -> version -> firmware; product ID -> group name -> group.
+    firmware: dict[int, dict[int, SimFirmware]] = field(default_factory=dict)
+    groups: dict[int, dict[str, SimGroup]] = field(default_factory=dict)
 
     def add_product(self, product: SimProduct) -> None:
         for other in self.products.values():
@@ -135,6 +185,8 @@ class ConsoleState:
                 raise ValueError(f"slug {product.slug!r} is taken by product {other.id}")
         self.products[product.id] = product
         self.devices.setdefault(product.id, ProductDevices())
+        self.firmware.setdefault(product.id, {})
+        self.groups.setdefault(product.id, {})
 
     def find_product(self, id_or_slug: str) -> SimProduct | None:
         if id_or_slug.isascii() and id_or_slug.isdigit():
@@ -157,6 +209,11 @@ class ConsoleState:
             "claimed_elsewhere": sorted(self.claimed_elsewhere),
             "protected": sorted(self.protected),
             "platforms": dict(sorted(self.platforms.items())),
+            "firmware": {
+                str(pid): [_firmware_json(f) for _, f in sorted(versions.items())]
+                for pid, versions in self.firmware.items()
+            },
+            "groups": {str(pid): [asdict(g) for g in groups.values()] for pid, groups in self.groups.items()},
         }
 
     @classmethod
@@ -188,6 +245,19 @@ class ConsoleState:
         state.claimed_elsewhere = {str(d) for d in data.get("claimed_elsewhere", [])}
         state.protected = {str(d) for d in data.get("protected", [])}
         state.platforms = {str(k): int(v) for k, v in dict(data.get("platforms", {})).items()}
+        for pid, versions in dict(data.get("firmware", {})).items():
+            bucket_fw = state.firmware.setdefault(int(pid), {})
+            for f in versions:
+                f = dict(f)
+                f["data"] = base64.b64decode(str(f["data"]), validate=True)
+                f["groups"] = tuple(str(g) for g in f.get("groups", ()))
+                firmware = SimFirmware(**f)
+                bucket_fw[int(firmware.version)] = firmware
+        for pid, groups in dict(data.get("groups", {})).items():
+            bucket_g = state.groups.setdefault(int(pid), {})
+            for g in groups:
+                group = SimGroup(**dict(g))
+                bucket_g[str(group.name)] = group
         return state
 
     def save(self, path: Path) -> None:
@@ -204,6 +274,13 @@ class ConsoleState:
         except (ValueError, RecursionError) as exc:
             raise StateFileError(f"{path}: not JSON ({exc})") from None
         return cls.from_json(data)
+
+
+def _firmware_json(firmware: SimFirmware) -> dict[str, object]:
+    out = asdict(firmware)
+    out["data"] = base64.b64encode(firmware.data).decode("ascii")
+    out["groups"] = list(firmware.groups)
+    return out
 
 
 def _device_json(device: SimDevice) -> dict[str, object]:
