@@ -124,6 +124,11 @@ class Device(ABC):
         """After restart, what the device reports it runs, where the protocol allows; else None."""
         return None
 
+    def confirm(self, images: Sequence[FlashImage]) -> bool | None:
+        """After restart: True when the device reports it runs ``images``, False when it reports
+        something else, None when its protocol cannot tell (the line then trusts verify)."""
+        return None
+
     def close(self) -> None:
         """Release the port or USB handle. Safe to call twice."""
         return None

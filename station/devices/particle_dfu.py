@@ -280,6 +280,7 @@ class ParticleDfuDevice(Device):
         self._functional: FunctionalDescriptor | None = None
         self._current_alt: int | None = None
         self._left = False
+        self._reported: str | None = None  # what the device said after restart, asked once
 
     # ---- identity
 
@@ -523,6 +524,17 @@ class ParticleDfuDevice(Device):
         bootloader refused the firmware and came back in DFU mode; None if it did not reappear."""
         if not self._left or self.serial is None:
             return None
+        if self._reported is None:
+            self._reported = self._wait_for_report()
+        return self._reported
+
+    def confirm(self, images: Sequence[FlashImage]) -> bool | None:
+        """False when the bootloader refused the new firmware and came back in DFU mode; otherwise
+        None: a device that comes up running Device OS may still be in safe mode, which DFU cannot see."""
+        return False if self.running_firmware() == "DFU mode" else None
+
+    def _wait_for_report(self) -> str | None:
+        assert self.serial is not None
         device_id = device_id_from_serial(self.serial)
         if device_id is None:
             return None

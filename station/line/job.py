@@ -154,14 +154,14 @@ def run_job(
             if plan.verify is VerifyPolicy.ALWAYS:
                 timed(Phase.VERIFY, lambda: dev.verify(plan.images, on_progress))
             timed(Phase.RESTART, dev.restart)
-            if plan.confirm_version:
-                reported = dev.running_firmware()
-                if reported is not None and plan.expected_firmware is not None and reported != plan.expected_firmware:
-                    raise StationError(
-                        f"after restart the device reports {reported!r}, expected {plan.expected_firmware!r}",
-                        device=identity.device_id,
-                        reason=Reason.VERIFY_MISMATCH,
-                    )
+            reported = dev.running_firmware()
+            if plan.confirm_version and dev.confirm(plan.images) is False:
+                raise StationError(
+                    f"after restart the device does not report the new firmware (it reports {reported!r})",
+                    device=identity.device_id,
+                    reason=Reason.VERIFY_MISMATCH,
+                    hint="the image was written and verified but did not start; check its dependencies",
+                )
         outcome = JobResult(True, identity.device_id, None, "ok", ctx.monotonic() - started, attempt_id, phases)
     except StationError as exc:
         outcome = JobResult(

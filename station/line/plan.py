@@ -65,8 +65,6 @@ class JobPlan:
     mode: LineMode = LineMode.FLASH
     verify: VerifyPolicy = VerifyPolicy.ALWAYS
     confirm_version: bool = True
-    # What a device reports after restart when it runs this release; None = nothing to compare.
-    expected_firmware: str | None = None
     job_timeout: float = 600.0
     operator: str | None = None
     product_id: int | None = None

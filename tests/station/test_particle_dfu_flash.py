@@ -392,6 +392,7 @@ def test_running_firmware_says_when_the_bootloader_refused_to_boot(bus: Simulate
     device.verify([image])  # the bytes are what was sent: only the boot check can tell
     device.restart()
     assert device.running_firmware() == "DFU mode"
+    assert device.confirm([image]) is False  # the line fails this board with verify-mismatch
     assert sim.running is not None and sim.running.mode is RunMode.DFU
 
 

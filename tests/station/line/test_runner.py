@@ -57,6 +57,12 @@ class MemoryDevice(Device):
     def restart(self) -> None:
         pass
 
+    def running_firmware(self) -> str | None:
+        return "DFU mode" if self.behaviour == "no-boot" else "Device OS 6.2.0"
+
+    def confirm(self, images: Sequence[FlashImage]) -> bool | None:
+        return False if self.behaviour == "no-boot" else None
+
     def close(self) -> None:
         self.closed.set()
 
@@ -171,3 +177,15 @@ def test_progress_events_are_throttled(tmp_path: Path) -> None:
     # 17 progress callbacks in well under a second: the first and the last get through, not all.
     assert 2 <= len(progress) < 17
     assert progress[-1]["done"] == progress[-1]["total"]
+
+
+def test_a_board_that_does_not_boot_the_new_firmware_fails_after_verify(tmp_path: Path) -> None:
+    source, recorder, events = MemorySource(), Registry(tmp_path / "station.db"), []
+    source.devices = {"1-4": MemoryDevice("1-4", "9" * 24, behaviour="no-boot")}
+    runner = LineRunner([source], _plan(), recorder, lambda e: events.append(e.to_json()), poll_interval=0.01)
+    _run_until(runner, lambda: runner.running() == 0 and _finished(recorder, 1))
+    runner.drain()
+    [(result, code, message)] = _results(recorder)["1-4"]
+    assert (result, code) == ("fail", "verify-mismatch")
+    assert "DFU mode" in str(message)
+    assert _enqueued(recorder) == []
