@@ -391,9 +391,8 @@ def send_file(
                 progress(reported, sender.total)
             if out:
                 stream.write(out)
-    except (PacketRefused, DeviceTimeout, UnexpectedReply):
-        _cancel(stream)
-        raise
+    except TransferCancelled:
+        raise  # the receiver ended it already
     except DeviceDisconnected as exc:
         if exc.block is not None:
             raise
@@ -404,6 +403,11 @@ def send_file(
             address=sender.offset,
             hint="re-plug the board; it can be flashed again",
         ) from exc
+    except BaseException:
+        # Our failure, a bug or Ctrl-C: tell the receiver, so it returns to its prompt now
+        # instead of after its own timeouts.
+        _cancel(stream)
+        raise
 
 
 def _cancel(stream: ByteStream) -> None:

@@ -302,3 +302,29 @@ def test_send_file_names_the_packet_when_the_link_drops() -> None:
         )
     assert (err.value.block, err.value.address) == (2, 1024)
     assert progress[-1] == (1024, 4000)
+
+
+def test_interrupted_sender_cancels_the_receiver() -> None:
+    """Ctrl-C mid-transfer: the device hears CAN CAN at once instead of timing out."""
+    sink = Sink()
+    receiver = YModemReceiver(sink)
+
+    class Loop:
+        def __init__(self) -> None:
+            self.pending = bytearray()
+
+        def write(self, data: bytes) -> None:
+            self.pending += receiver.feed(data)
+
+        def read(self, size: int, timeout: float) -> bytes:
+            out = bytes(self.pending[:size])
+            del self.pending[:size]
+            return out
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 2048:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ymodem.send_file(Loop(), "x", bytes(8000), wait_for_start=False, timeout=0.01, progress=interrupt)
+    assert receiver.outcome is Outcome.SENDER_CANCELLED
