@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from station.errors import DeviceDisconnected, DeviceTimeout
+from station.errors import DeviceDisconnected, DeviceError, DeviceTimeout
 from station.protocols import ymodem
 from station.protocols.ymodem import (
     ACK,
@@ -328,3 +328,24 @@ def test_interrupted_sender_cancels_the_receiver() -> None:
     with pytest.raises(KeyboardInterrupt):
         ymodem.send_file(Loop(), "x", bytes(8000), wait_for_start=False, timeout=0.01, progress=interrupt)
     assert receiver.outcome is Outcome.SENDER_CANCELLED
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=1100), max_size=6))
+def test_receiver_survives_any_input(chunks: list[bytes]) -> None:
+    receiver = YModemReceiver(Sink())
+    for chunk in chunks:
+        out = receiver.feed(chunk)
+        assert set(out) <= {ACK, NAK, CAN, CRC_REQUEST}
+        receiver.on_timeout()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=64))
+def test_sender_fails_only_with_device_errors(noise: bytes) -> None:
+    sender = YModemSender("a", bytes(3000), wait_for_start=False)
+    sender.start()
+    try:
+        sender.on_bytes(noise)
+    except DeviceError:
+        assert sender.state is ymodem.SenderState.FAILED
