@@ -48,10 +48,12 @@ _OSPEED_INDEX = 10
 
 # system_ymodem.h
 _NAK_TIMEOUT = 5.0
-# Device OS error codes reported by "Validation failed: <code>" (system_error.h).
-_ERROR_INVALID_PLATFORM = -1930  # SYSTEM_ERROR_OTA_INVALID_PLATFORM
-_ERROR_INTEGRITY = -1903  # SYSTEM_ERROR_OTA_INTEGRITY_CHECK_FAILED
-_ERROR_INVALID_FORMAT = -1902  # SYSTEM_ERROR_OTA_INVALID_FORMAT
+# Device OS error codes reported by "Validation failed: <code>" (services/inc/system_error.h).
+_ERROR_INTEGRITY = -1330  # SYSTEM_ERROR_OTA_INTEGRITY_CHECK_FAILED
+_ERROR_INVALID_SIZE = -1351  # SYSTEM_ERROR_OTA_INVALID_SIZE
+_ERROR_INVALID_PLATFORM = -1360  # SYSTEM_ERROR_OTA_INVALID_PLATFORM
+_ERROR_UNSUPPORTED_MODULE = -1310  # SYSTEM_ERROR_OTA_UNSUPPORTED_MODULE
+_ERROR_INVALID_FORMAT = -1370  # SYSTEM_ERROR_OTA_INVALID_FORMAT
 
 _VALID_CHECKS = 30  # vc/vv: integrity, dependencies, range, platform checked and passed
 
@@ -659,19 +661,23 @@ class SimulatedSerialDevice:
 
     def _validate_and_install(self, data: bytes, size: int) -> int:
         if len(data) < size:
-            return _ERROR_INTEGRITY
+            return _ERROR_INVALID_SIZE
         try:
             module = parse_module(data)
         except FirmwareError:
             return _ERROR_INVALID_FORMAT
-        if not module.crc_ok or not module.size_ok:
+        if not module.size_ok:
+            return _ERROR_INVALID_SIZE
+        if not module.crc_ok:
             return _ERROR_INTEGRITY
         if module.platform_id != self.platform.platform_id:
             return _ERROR_INVALID_PLATFORM
         function, index = int(module.function), module.prefix.index
         slot = self.platform.slot(function, index)
-        if slot is None or size > slot.max_size:
-            return _ERROR_INVALID_FORMAT
+        if slot is None:
+            return _ERROR_UNSUPPORTED_MODULE
+        if size > slot.max_size:
+            return _ERROR_INVALID_SIZE
         deps = tuple((int(d.function), d.index, d.version) for d in module.prefix.dependencies)
         with self._lock:
             self._modules[(function, index)] = InstalledModule(

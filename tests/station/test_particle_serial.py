@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+import serial
 
 from firmware_tools.particle import ModuleFunction, pack_module
 from station.devices.base import Family, FlashImage, Mode, Phase, Progress
-from station.devices.particle_serial import ParticleSerialDevice, enter_dfu, find_serial_devices
+from station.devices.particle_serial import ParticleSerialDevice, SerialStream, enter_dfu, find_serial_devices
 from station.errors import (
     DeviceDisconnected,
     DeviceError,
@@ -22,6 +23,8 @@ from station.errors import (
     VerifyMismatch,
     WrongTarget,
 )
+from station.protocols import ymodem
+from station.protocols.listening import ListeningClient
 from station.protocols.ymodem import PacketRefused, TransferCancelled, UnexpectedReply
 from station.sim.faults import FaultPlan, parse_faults
 from station.sim.particle_serial import Mode as SimMode
@@ -154,8 +157,36 @@ def test_device_validation_failure_is_reported_with_its_message(sims: Sims) -> N
     image = app("photon", index=2)
     with device(sim.port) as dev, pytest.raises(TransferCancelled) as err:
         dev.flash([image])
-    assert "Validation failed: -1902" in err.value.message
+    assert "Validation failed: -1310" in err.value.message  # SYSTEM_ERROR_OTA_UNSUPPORTED_MODULE
     assert sim.installed(USER, 2) is None and sim.installed(USER, 1) is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "code"),
+    [("crc", -1330), ("platform", -1360), ("truncated", -1370), ("not-a-module", -1370)],
+)
+def test_simulator_validates_what_it_receives_as_device_os_does(sims: Sims, damage: str, code: int) -> None:
+    """Bypassing the flasher's own checks: the device refuses after the transfer, naming the error."""
+    sim = sims("photon")
+    good = app("photon").data
+    data = {
+        "crc": good[:-1] + bytes((good[-1] ^ 1,)),
+        "platform": app("argon").data,
+        "truncated": good[:-100],
+        "not-a-module": bytes(4000),
+    }[damage]
+    port = serial.Serial(sim.port, 28800, timeout=1)
+    try:
+        stream = SerialStream(port, "sim")
+        client = ListeningClient(stream, batch_gap=0.05)
+        client.start_flash(2.0)
+        with pytest.raises(TransferCancelled):
+            ymodem.send_file(stream, "x.bin", data, wait_for_start=False, wait_before_batch_end=False, timeout=1)
+        said = client.drain(0.3).decode()
+    finally:
+        port.close()
+    assert f"Validation failed: {code}" in said
+    assert sim.installed(USER, 1) is None
 
 
 @dataclass(frozen=True)
