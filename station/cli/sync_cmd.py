@@ -19,6 +19,7 @@ from station.cli.registry_cmd import db_option, open_registry
 from station.cloud.client import ParticleCloud
 from station.cloud.config import CloudConfig
 from station.cloud.errors import CloudConfigError, CloudError
+from station.cloud.groups import load_device_names
 from station.cloud.sync import DEFAULT_MAX_FAILURES, DrainReport, SyncWorker
 from station.cloud.token import load_token
 from station.cloud.verify import VerifyReport, verify_product
@@ -140,7 +141,12 @@ def _sync_product(
         with ParticleCloud.from_config(cfg, token) as client:
             if pending:
                 worker = SyncWorker(
-                    outbox, client, product=cfg.product, batch_size=cfg.batch_size, import_sims=cfg.import_sims
+                    outbox,
+                    client,
+                    product=cfg.product,
+                    batch_size=cfg.batch_size,
+                    import_sims=cfg.import_sims,
+                    device_names=load_device_names(cfg.device_names) if cfg.device_names is not None else None,
                 )
                 drain = worker.drain(max_failures=max_failures)
                 fatal = drain.fatal
@@ -185,6 +191,7 @@ def _as_json(results: Sequence[ProductSync], *, dry_run: bool) -> dict[str, Any]
                 "refused": list(d.rejected),
                 "unmentioned": list(d.unmentioned),
                 "stopped": d.stopped,
+                "placed": d.placed,
             }
         if r.verify is not None:
             v = r.verify
@@ -225,6 +232,8 @@ def _print_text(results: Sequence[ProductSync], *, dry_run: bool) -> None:
             d = r.drain
             outcomes = ", ".join(f"{n} {o.value}" for o, n in sorted(d.outcomes.items())) or "no answers"
             click.echo(f"  this run: {d.requests} request(s), {d.devices_sent} device(s) sent: {outcomes}")
+            if d.placed:
+                click.echo(f"  {d.placed} device(s) put into their group / named ({d.place_requests} request(s))")
             if d.stopped:
                 click.echo(f"  stopped: {d.stopped}")
             if d.rejected:

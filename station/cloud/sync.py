@@ -6,6 +6,11 @@ product stop the worker (no retry can help); a refused batch (400) is split in h
 IDs the cloud will not take, and those stay pending with the error, skipped for the rest of the run.
 Importing a device already in the product counts as synced, so resending after a lost answer or a
 crash never changes a result.
+
+When the queued rows name a device group (the run's batch group) or the worker has a device name
+mapping, an imported device is marked synced only once it is also in its group and named
+(``placement.py``): until then it stays pending, and the next drain imports it again (answered
+"existing") and places it, so a lost answer or a crash never leaves a device outside its group.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from station.cloud.backoff import Backoff
 from station.cloud.client import ParticleCloud
 from station.cloud.config import CloudConfig
 from station.cloud.errors import CloudAuthError, CloudError, CloudNotFound, CloudRejected, CloudRetryable
+from station.cloud.groups import DeviceNames, load_device_names
 from station.cloud.models import ImportOutcome, ImportResult
+from station.cloud.placement import Placement, PlacementStopped, place_devices
 from station.cloud.token import AccessToken
 from station.store.outbox import Outbox, OutboxState
 
@@ -81,6 +88,8 @@ class DrainReport:
     unmentioned: tuple[str, ...] = ()  # IDs an answer left out; still pending
     stopped: str | None = None  # why the drain ended before the queue was empty
     fatal: CloudError | None = None  # an auth / product error: no point retrying until fixed
+    placed: int = 0  # imported devices put into their group and/or named
+    place_requests: int = 0  # group and device update requests sent
 
     @property
     def complete(self) -> bool:
@@ -95,6 +104,9 @@ class _Tally:
     failures: int = 0
     rejected: list[str] = field(default_factory=list)
     unmentioned: list[str] = field(default_factory=list)
+    to_place: list[Placement] = field(default_factory=list)
+    placed: int = 0
+    place_requests: int = 0
 
 
 class SyncWorker:
@@ -116,6 +128,7 @@ class SyncWorker:
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
         on_event: Callable[[SyncEvent], None] | None = None,
+        device_names: DeviceNames | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -128,6 +141,8 @@ class SyncWorker:
         self._sleep = sleep
         self._random = random
         self._on_event = on_event
+        self.device_names = device_names
+        self._group_of: dict[str, str | None] = {}
 
     def backlog(self) -> int:
         return self.outbox.counts(self.product)[OutboxState.PENDING]
@@ -142,6 +157,7 @@ class SyncWorker:
         the answer arrives, before that answer is recorded: registry work hides under network time.
         """
         tally = _Tally()
+        self._group_of = {}
         skip: set[str] = set()
         splits: deque[list[str]] = deque()  # halves of a refused batch, sent before new batches
         consecutive = 0
@@ -158,7 +174,7 @@ class SyncWorker:
                     from_split = bool(splits)
                     batch = splits.popleft() if from_split else self._next_batch(skip)
                     if not batch:
-                        return self._report(tally)
+                        return self._finish(tally, stop, max_failures)
                     inflight = (batch, from_split, self._submit(sender, batch, tally))
                 batch, from_split, future = inflight
                 inflight = None
@@ -221,13 +237,23 @@ class SyncWorker:
     def _next_batch(self, skip: set[str], also_skip: Sequence[str] = ()) -> list[str]:
         excluded = skip.union(also_skip) if also_skip else skip
         entries = self.outbox.pending(self.product, limit=self.batch_size + len(excluded))
-        return [e.device_id for e in entries if e.device_id not in excluded][: self.batch_size]
+        chosen = [e for e in entries if e.device_id not in excluded][: self.batch_size]
+        for e in chosen:
+            self._group_of[e.device_id] = e.group
+        return [e.device_id for e in chosen]
 
     def _record(
         self, batch: Sequence[str], outcomes: Mapping[str, ImportOutcome], tally: _Tally, skip: set[str]
     ) -> None:
         resolved = {d: _STATE_FOR[o] for d, o in outcomes.items() if o is not ImportOutcome.UNMENTIONED}
         unmentioned = [d for d, o in outcomes.items() if o is ImportOutcome.UNMENTIONED]
+        for device_id, outcome in outcomes.items():
+            placement = self._placement(device_id, outcome)
+            if placement is not None:
+                # In the product, not yet in its group: it stays pending until placed.
+                del resolved[device_id]
+                tally.to_place.append(placement)
+                skip.add(device_id)
         self.outbox.resolve(self.product, resolved)
         if unmentioned:
             self.outbox.note_error(self.product, unmentioned, UNMENTIONED_ERROR)
@@ -245,6 +271,48 @@ class SyncWorker:
             SyncEvent(SyncEventKind.BATCH, self.product, len(batch), outcomes={o.value: n for o, n in counts.items()})
         )
 
+    def _placement(self, device_id: str, outcome: ImportOutcome) -> Placement | None:
+        if not outcome.synced:
+            return None
+        group = self._group_of.get(device_id)
+        name = self.device_names.name_for(device_id) if self.device_names is not None else None
+        if group is None and name is None:
+            return None
+        return Placement(device_id, group, name, new=outcome is ImportOutcome.UPDATED)
+
+    def _finish(self, tally: _Tally, stop: threading.Event | None, max_failures: int | None) -> DrainReport:
+        """The queue is empty: put the devices just imported into their groups, then report."""
+        if not tally.to_place:
+            return self._report(tally)
+        placements, tally.to_place = tally.to_place, []
+        try:
+            result = place_devices(
+                self.client,
+                self.product,
+                placements,
+                on_retry=lambda exc, n, devices: self._wait_after(exc, n, devices, stop),
+                stopping=lambda: stop is not None and stop.is_set(),
+                max_failures=max_failures,
+                on_placed=lambda done: self.outbox.resolve(
+                    self.product, {p.device_id: (OutboxState.SYNCED, None) for p in done}
+                ),
+                on_error=lambda ids, why: self.outbox.note_error(self.product, ids, why),
+            )
+        except PlacementStopped as exc:
+            tally.placed += exc.placed
+            tally.place_requests += exc.requests
+            tally.failures += exc.failures
+            if exc.fatal is not None:
+                return self._stop(tally, str(exc.fatal), exc.devices, fatal=exc.fatal)
+            return self._stop(tally, exc.why, exc.devices)
+        tally.placed += result.placed
+        tally.place_requests += result.requests
+        tally.failures += result.failures
+        tally.rejected += result.refused
+        if result.placed:
+            log.info("sync: %d device(s) of product %s put into their group / named", result.placed, self.product)
+        return self._report(tally)
+
     def _stop(self, tally: _Tally, why: str, devices: int, *, fatal: CloudError | None = None) -> DrainReport:
         log.error("sync stopped: %s", why)
         self._emit(SyncEvent(SyncEventKind.STOPPED, self.product, devices, message=why))
@@ -261,6 +329,8 @@ class SyncWorker:
             unmentioned=tuple(tally.unmentioned),
             stopped=stopped,
             fatal=fatal,
+            placed=tally.placed,
+            place_requests=tally.place_requests,
         )
 
     def _emit(self, event: SyncEvent) -> None:
@@ -341,6 +411,7 @@ def start_background_sync(
 
     The thread owns its client and closes it on ``stop()``; call ``wake()`` after each PASS.
     """
+    names = load_device_names(config.device_names) if config.device_names is not None else None
     client = ParticleCloud.from_config(config, token)
     worker = SyncWorker(
         outbox,
@@ -349,5 +420,6 @@ def start_background_sync(
         batch_size=config.batch_size,
         import_sims=config.import_sims,
         on_event=on_event,
+        device_names=names,
     )
     return SyncThread(worker, idle_poll=idle_poll, close_client=True).start()

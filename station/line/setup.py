@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,8 +46,13 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare_line(profile: str | Path | Profile, *, operator: str | None = None) -> PreparedLine:
+def prepare_line(
+    profile: str | Path | Profile, *, operator: str | None = None, today: Callable[[], date] = date.today
+) -> PreparedLine:
     """Load and check the profile, verify the bundle once, and build the plan.
+
+    With a [cloud] section, the run's devices go into the device group its ``group`` names (by
+    default ``YYYYMMDD_<station id>``, the day the run starts, from ``today``).
 
     Raises InputError for a bad profile, and the bundle's CheckFailed / FormatError for a bundle
     that does not verify against the profile's trusted keys.
@@ -54,12 +61,16 @@ def prepare_line(profile: str | Path | Profile, *, operator: str | None = None) 
         profile = load_profile(profile)
     cloud: CloudConfig | None = None
     sync_product = None
+    sync_group = None
     if profile.cloud is not None:
         from station.cloud.config import CloudConfig
+        from station.cloud.groups import batch_group
 
         where = f"{profile.path} [cloud]"
         cloud = CloudConfig.from_mapping(profile.cloud, where=where, base_dir=profile.path.parent)
         sync_product = cloud.product
+        if cloud.group is not None:
+            sync_group = batch_group(cloud.group, station_id=profile.station_id, day=today(), where=f"{where} group")
     bundle_sha256 = _file_sha256(profile.bundle)
     bundle = open_verified_bundle(
         profile.bundle, list(profile.trusted_keys), require_signature=profile.require_signature
@@ -70,5 +81,6 @@ def prepare_line(profile: str | Path | Profile, *, operator: str | None = None) 
         bundle_sha256=bundle_sha256,
         operator=operator or profile.operator,
         sync_product=sync_product,
+        sync_group=sync_group,
     )
     return PreparedLine(profile, bundle, bundle_sha256, plan, cloud)
