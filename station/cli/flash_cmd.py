@@ -290,7 +290,7 @@ def flash_candidate(
     *,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> FlashOutcome:
-    """identify -> refuse a device of another kind -> flash -> verify -> restart -> what it runs."""
+    """identify -> refuse a device of another kind -> flash -> verify -> restart -> confirm it runs them."""
     started = monotonic()
     identity: DeviceIdentity | None = None
     running: str | None = None
@@ -306,6 +306,13 @@ def flash_candidate(
         device.verify(flash_input.images, progress)
         device.restart()
         running = device.running_firmware()
+        if device.confirm(flash_input.images) is False:
+            raise StationError(
+                f"after restart the device does not run the new firmware (it reports {running!r})",
+                device=identity.device_id,
+                reason=Reason.VERIFY_MISMATCH,
+                hint="the image was written and verified but did not start; check its dependencies",
+            )
     except StationError as exc:
         error = exc
     finally:

@@ -14,10 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from firmware_tools import keys
+from firmware_tools.particle import ModuleFunction, pack_module
 from station.cli import main
+from station.cli.flash_cmd import FlashInput, flash_candidate
 from station.demo.sample_release import make_sample_release
 from station.demo.simulated_bench import SimulatedBench, parse_simulate_spec
-from station.devices.base import FlashImage
+from station.devices.base import Family, FlashImage
+from station.line.plan import Target
 from tests.station.discovery.images import esp_app, particle_image
 
 NO_TIMING = {"BENCHFLASH_SIM_TIMING": "0"}
@@ -216,3 +219,20 @@ def test_real_process_with_simulate(tmp_path: Path) -> None:
     refused = run(wrong)
     assert refused.returncode == 1
     assert json.loads(refused.stdout)["error"]["reason"] == "wrong-target"
+
+
+def test_firmware_the_bootloader_refuses_after_restart_is_a_failure(bench: SimulatedBench) -> None:
+    # A system part that verifies byte for byte but whose CRC the bootloader rejects: it stays in DFU mode.
+    module = bytearray(
+        pack_module(bytes(range(256)) * 16, platform_id=12, function=ModuleFunction.SYSTEM_PART, start_address=0x30000)
+    )
+    module[600] ^= 0x01
+    image = FlashImage("sys.bin", bytes(module), 0x30000, kind="system-part", module_function=4, module_index=1)
+    target = Target(platform_id=12, platform_name="argon")
+    flash_input = FlashInput("sys.bin", "particle-module", frozenset({Family.PARTICLE_DFU}), target, (image,))
+    (slot,) = bench.attach_all(parse_simulate_spec("argon-dfu"))
+    (candidate,) = bench.scan()
+    outcome = flash_candidate(candidate, flash_input, lambda p: None)
+    assert outcome.error is not None and outcome.error.reason.value == "verify-mismatch"
+    assert outcome.running == "DFU mode"
+    assert bench.holds(slot, image)
