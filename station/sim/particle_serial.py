@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from firmware_tools.errors import FirmwareError
 from firmware_tools.particle import ModuleFunction, parse_module
@@ -66,6 +67,11 @@ SPI_NOR_FLASH = FlashSpec(sector_erase=0.040, program_per_byte=2.4e-6)
 _UART_TURNAROUND = 0.0005  # a UART has no frames: only the peers' reaction time
 _RESTART_DELAY = 1.0  # Device OS waits 1 s after "Downloaded file successfully!"
 _BOOT_TIME = 0.5
+
+
+class _HasData(Protocol):
+    @property
+    def data(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -316,9 +322,12 @@ class SimulatedSerialDevice:
             module = self._modules.get((function, index))
             return None if module is None else module.data
 
-    def lower_bound(self, images: Sequence[bytes]) -> float:
-        """The least time the modelled hardware needs to take these modules over YModem and apply them."""
-        return sum(self._image_cost(len(data)) for data in images)
+    def lower_bound(self, images: Sequence[bytes | _HasData]) -> float:
+        """The least time the modelled hardware needs to take these modules over YModem and apply them.
+
+        ``images``: module bytes, or anything with ``.data`` (a ``FlashImage``).
+        """
+        return sum(self._image_cost(len(image if isinstance(image, bytes) else image.data)) for image in images)
 
     def _image_cost(self, size: int) -> float:
         flash = self.platform.flash

@@ -313,7 +313,7 @@ def test_lower_bound_is_what_the_model_charges(sims: Sims) -> None:
     with device(sim.port) as dev:
         dev.flash([image])
     assert sim.timing.spent == pytest.approx(sim.lower_bound([image.data]))
-    assert sim.lower_bound([image.data, image.data]) == pytest.approx(2 * sim.lower_bound([image.data]))
+    assert sim.lower_bound([image.data, image]) == pytest.approx(2 * sim.lower_bound([image.data]))
 
 
 def test_uart_model_charges_at_the_port_baud_rate(sims: Sims) -> None:
