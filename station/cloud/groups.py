@@ -50,7 +50,7 @@ def normalise_group_name(text: str, *, where: str = "group") -> str:
         raise GroupNameError(f"{where}: the group name is empty", hint=_RULES)
     bad = sorted(set("".join(_NOT_ALLOWED.findall(name))))
     if bad:
-        shown = "".join(repr(c)[1:-1] if c.isprintable() else f"\\x{ord(c):02x}" for c in bad)
+        shown = " ".join(repr(c) for c in bad)
         raise GroupNameError(
             f"{where}: group name {_show(text)} has characters the console refuses: {shown}", hint=_RULES
         )

@@ -28,7 +28,9 @@ from typing import Any
 from firmware_tools.errors import FirmwareError
 from station.sim.console_api import (
     Call,
+    Form,
     FormError,
+    Handler,
     Route,
     SimToken,
     error,
@@ -486,3 +488,23 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/v1/products/{product}/devices/{device_id}", _remove_device, scope="devices:remove", mutates=True),
     *ROLLOUT_ROUTES,
 )
+
+__all__ = [
+    "DEFAULT_PER_PAGE",
+    "DOCUMENTED_RATE_LIMIT",
+    "DOCUMENTED_RATE_WINDOW",
+    "MAX_PER_PAGE",
+    "ROUTES",
+    "Call",
+    "ConsoleStats",
+    "Form",
+    "FormError",
+    "Handler",
+    "RateLimit",
+    "Route",
+    "SimConsole",
+    "SimToken",
+    "error",
+    "parse_form",
+    "split_identifiers",
+]
