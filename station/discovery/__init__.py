@@ -10,8 +10,13 @@ if TYPE_CHECKING:
 
 def all_sources(*, usb_backend: object | None = None) -> list[Source]:
     """Every real source, USB first: a Particle board seen both on USB and as a serial port is
-    flashed over DFU (the first source to claim a slot keeps it)."""
+    flashed over DFU (the first source to claim a slot keeps it). Each keeps a vanished slot for
+    ``DEFAULT_LINGER`` seconds, so a board re-enumerating after a reset is not taken for a new one."""
+    from station.discovery.linger import DEFAULT_LINGER
     from station.discovery.serial_ports import SerialPortSource
     from station.discovery.usb_dfu import UsbParticleSource
 
-    return [UsbParticleSource(backend=usb_backend), SerialPortSource()]
+    return [
+        UsbParticleSource(backend=usb_backend, linger=DEFAULT_LINGER),
+        SerialPortSource(linger=DEFAULT_LINGER),
+    ]

@@ -7,7 +7,9 @@ A port the user may not open is still listed; opening it fails with a PERMISSION
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,8 +18,10 @@ from serial.tools import list_ports
 from station.devices.base import Device, DeviceDescription, Family, Mode
 from station.devices.esp import EspPort, find_esp_ports
 from station.devices.particle_serial import ParticleSerialDevice, is_particle_port
+from station.discovery.base import Candidate
+from station.discovery.linger import Linger
 from station.discovery.probe import PeekableCandidate
-from station.errors import DeviceError, Reason
+from station.errors import DeviceDisconnected, DeviceError, Reason
 
 SERIAL_PERMISSION_HINT = (
     "install udev/60-benchflash.rules into /etc/udev/rules.d (then re-plug the board), "
@@ -42,7 +46,10 @@ class SerialPortSource:
     """Particle serial ports and ESP bridges on this host's serial ports.
 
     ``particle_options`` go to every ``ParticleSerialDevice``, ``esp_options`` to every ``EspDevice``.
-    ``comports`` and ``access`` are injectable for tests.
+    ``linger``: seconds a slot is still reported after its port vanished (a Particle board rebooting
+    after a transfer). Opening a candidate looks up the port's device node again by USB location,
+    since a board that re-enumerated may come back as another /dev/ttyACMn.
+    ``comports``, ``access`` and ``clock`` are injectable for tests.
     """
 
     def __init__(
@@ -54,6 +61,8 @@ class SerialPortSource:
         esp_options: Mapping[str, Any] | None = None,
         comports: Callable[[], Sequence[Any]] = list_ports.comports,
         access: Callable[[str, int], bool] = os.access,
+        linger: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.particle = particle
         self.esp = esp
@@ -62,14 +71,31 @@ class SerialPortSource:
         self._comports = comports
         self._access = access
         self.problem: DeviceError | None = None
+        self.linger = Linger(linger, clock)
 
-    def scan(self) -> list[PeekableCandidate]:
+    def _list(self) -> list[Any]:
         try:
             ports = list(self._comports())
         except Exception as exc:  # a broken sysfs entry must not stop the line
             self.problem = DeviceError(f"cannot list serial ports: {exc}", reason=Reason.NOT_FOUND)
             return []
         self.problem = None
+        return ports
+
+    def _node_now(self, slot: str, device: str) -> str:
+        """The device node of the port in ``slot`` now (it may have come back under another name)."""
+        for info in self._list():
+            try:
+                if (usb_location(getattr(info, "location", None)) or str(info.device)) == slot:
+                    return str(info.device)
+            except Exception:
+                continue
+        if device.startswith("/") and not os.path.exists(device):
+            raise DeviceDisconnected("the serial port is gone", device=slot, hint="re-plug the board")
+        return device
+
+    def scan(self) -> list[Candidate]:
+        ports = self._list()
         found = []
         for info in ports:
             try:
@@ -78,7 +104,7 @@ class SerialPortSource:
                 continue
             if candidate is not None:
                 found.append(candidate)
-        return sorted(found, key=lambda c: c.slot)
+        return self.linger.apply(found)
 
     def _candidate(self, info: Any) -> PeekableCandidate | None:
         vid, pid = getattr(info, "vid", None), getattr(info, "pid", None)
@@ -105,9 +131,10 @@ class SerialPortSource:
         )
 
         def open_serial() -> Device:
-            check_port_access(device, self._access)
+            node = self._node_now(port_path, device)
+            check_port_access(node, self._access)
             return ParticleSerialDevice(
-                device, port_path=port_path, usb_serial_number=serial_number, vid=vid, pid=pid, **self.particle_options
+                node, port_path=port_path, usb_serial_number=serial_number, vid=vid, pid=pid, **self.particle_options
             )
 
         return PeekableCandidate(description, open_serial, open_serial)
@@ -124,8 +151,9 @@ class SerialPortSource:
         )
 
         def open_esp() -> Device:
-            check_port_access(port.device, self._access)
-            return port.open(**self.esp_options)
+            node = self._node_now(port.port_path, port.device)
+            check_port_access(node, self._access)
+            return dataclasses.replace(port, device=node).open(**self.esp_options)
 
         return PeekableCandidate(description, open_esp, open_esp)
 

@@ -7,7 +7,9 @@ line opens the device, so a board without permission fails there, named, with th
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import usb.core
@@ -20,6 +22,8 @@ from station.devices.particle_dfu import (
     ParticleNormalModeDevice,
     port_path_of,
 )
+from station.discovery.base import Candidate
+from station.discovery.linger import Linger
 from station.discovery.probe import PeekableCandidate
 from station.errors import DeviceDisconnected, DeviceError, Reason
 from station.protocols.particle_usb import Platform, platform_for_usb
@@ -49,12 +53,23 @@ def read_usb_serial(usb_device: Any, where: str) -> str | None:
     return None if text is None else str(text)
 
 
+@dataclass(frozen=True)
+class _Seen:
+    slot: str
+    usb_device: Any
+    platform: Platform
+    dfu: bool
+
+
 class UsbParticleSource:
     """Particle devices on USB (VID 0x2B04, Core 0x1D50), DFU and normal mode, keyed by USB port path.
 
     ``backend`` is what pyusb uses (None: the one it finds, libusb on a bench). ``device_options``
     go to every ``ParticleDfuDevice`` / ``ParticleNormalModeDevice`` (timeouts, clock, sleep).
     ``slot_name`` turns a USB port path into the slot's name (a simulated bench names its own).
+    ``linger``: seconds a slot is still reported after its device vanished (re-enumeration; see
+    ``station.discovery.linger``). Opening a candidate looks up what is on its port at that moment,
+    so a candidate stays usable across re-enumeration (the retry key) and fails cleanly once unplugged.
     A source-wide problem (no libusb) is kept in ``problem`` and scans return nothing meanwhile.
     """
 
@@ -64,13 +79,19 @@ class UsbParticleSource:
         backend: object | None = None,
         device_options: Mapping[str, Any] | None = None,
         slot_name: Callable[[str], str | None] = lambda port_path: port_path,
+        linger: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self.device_options = dict(device_options or {})
         self.slot_name = slot_name
         self.problem: DeviceError | None = None
+        self.linger = Linger(linger, clock)
 
-    def scan(self) -> list[PeekableCandidate]:
+    def scan(self) -> list[Candidate]:
+        return self.linger.apply([self._candidate(seen) for seen in self._enumerate()])
+
+    def _enumerate(self) -> list[_Seen]:
         try:
             devices = list(usb.core.find(find_all=True, backend=self.backend))
         except usb.core.NoBackendError:
@@ -87,50 +108,68 @@ class UsbParticleSource:
         found = []
         for usb_device in devices:
             try:
-                candidate = self._candidate(usb_device)
+                seen = self._particle(usb_device)
             except Exception:  # one odd device (vanished mid-enumeration, bad descriptor) must not hide the rest
                 continue
-            if candidate is not None:
-                found.append(candidate)
-        return sorted(found, key=lambda c: c.slot)
+            if seen is not None:
+                found.append(seen)
+        return found
 
-    def _candidate(self, usb_device: Any) -> PeekableCandidate | None:
-        vid, pid = int(usb_device.idVendor), int(usb_device.idProduct)
-        known = platform_for_usb(vid, pid)
+    def _particle(self, usb_device: Any) -> _Seen | None:
+        known = platform_for_usb(int(usb_device.idVendor), int(usb_device.idProduct))
         if known is None:
             return None
-        platform, dfu = known
-        port_path = self.slot_name(port_path_of(usb_device))
-        if port_path is None:  # not one of this source's slots
-            return None
+        slot = self.slot_name(port_path_of(usb_device))
+        return None if slot is None else _Seen(slot, usb_device, known[0], known[1])
+
+    def _now_at(self, slot: str) -> _Seen:
+        for seen in self._enumerate():
+            if seen.slot == slot:
+                return seen
+        if self.problem is not None:
+            raise self.problem
+        raise DeviceDisconnected("no Particle device on this port any more", device=slot, hint="re-plug the board")
+
+    def _candidate(self, seen: _Seen) -> PeekableCandidate:
+        usb_device, slot = seen.usb_device, seen.slot
         description = DeviceDescription(
-            family=Family.PARTICLE_DFU, port_path=port_path, mode=Mode.DFU if dfu else Mode.NORMAL, vid=vid, pid=pid
+            family=Family.PARTICLE_DFU,
+            port_path=slot,
+            mode=Mode.DFU if seen.dfu else Mode.NORMAL,
+            vid=int(usb_device.idVendor),
+            pid=int(usb_device.idProduct),
         )
-        if dfu:
 
-            def open_dfu() -> Device:
-                return self._dfu(usb_device, platform, port_path)
+        def open_for_flashing() -> Device:
+            now = self._now_at(slot)
+            return self._dfu(now) if now.dfu else self._normal(now).enter_dfu()
 
-            return PeekableCandidate(description, open_dfu, open_dfu)
+        def peek() -> Device:
+            now = self._now_at(slot)
+            return self._dfu(now) if now.dfu else self._normal(now)
 
-        def open_switched() -> Device:
-            return self._normal(usb_device, platform, port_path).enter_dfu()
+        return PeekableCandidate(description, open_for_flashing, peek)
 
-        def peek_normal() -> Device:
-            return self._normal(usb_device, platform, port_path)
-
-        return PeekableCandidate(description, open_switched, peek_normal)
-
-    def _dfu(self, usb_device: Any, platform: Platform, port_path: str) -> ParticleDfuDevice:
-        serial = read_usb_serial(usb_device, f"{platform.name} at {port_path}")
+    def _dfu(self, seen: _Seen) -> ParticleDfuDevice:
+        serial = read_usb_serial(seen.usb_device, f"{seen.platform.name} at {seen.slot}")
         return ParticleDfuDevice(
-            usb_device, platform, port_path=port_path, serial=serial, backend=self.backend, **self.device_options
+            seen.usb_device,
+            seen.platform,
+            port_path=seen.slot,
+            serial=serial,
+            backend=self.backend,
+            **self.device_options,
         )
 
-    def _normal(self, usb_device: Any, platform: Platform, port_path: str) -> ParticleNormalModeDevice:
-        serial = read_usb_serial(usb_device, f"{platform.name} at {port_path}")
+    def _normal(self, seen: _Seen) -> ParticleNormalModeDevice:
+        serial = read_usb_serial(seen.usb_device, f"{seen.platform.name} at {seen.slot}")
         return ParticleNormalModeDevice(
-            usb_device, platform, port_path=port_path, serial=serial, backend=self.backend, **self.device_options
+            seen.usb_device,
+            seen.platform,
+            port_path=seen.slot,
+            serial=serial,
+            backend=self.backend,
+            **self.device_options,
         )
 
     def close(self) -> None:
