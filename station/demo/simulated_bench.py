@@ -250,7 +250,8 @@ class SimulatedBench:
                 old = board.sim
                 index = int(port_path.rsplit("-", 1)[1])
                 spec = dataclasses.replace(board.spec, device_id=self._identity_of(old))
-                board.sim = self._make(spec, index)
+                # The faults it has already suffered stay suffered: a re-plugged board is the same board.
+                board.sim = self._make(spec, index, faults=old.faults)
                 if isinstance(old, SimulatedEsp) and isinstance(board.sim, SimulatedEsp):
                     board.sim.flash.load(0, old.read_flash())
             board.attached = True
@@ -260,9 +261,9 @@ class SimulatedBench:
     def _identity_of(self, sim: SimulatorObject) -> str:
         return sim.mac if isinstance(sim, SimulatedEsp) else sim.device_id
 
-    def _make(self, spec: SimDeviceSpec, index: int) -> SimulatorObject:
+    def _make(self, spec: SimDeviceSpec, index: int, *, faults: FaultPlan | None = None) -> SimulatorObject:
         timing = TimingModel(enabled=self.timing)
-        faults = FaultPlan(spec.faults)
+        faults = faults if faults is not None else FaultPlan(spec.faults)
         if spec.family is Family.PARTICLE_DFU:
             device_id = spec.device_id or self._rng.randbytes(12).hex()
             mode = "normal" if spec.normal_mode else "dfu"

@@ -186,3 +186,25 @@ def test_a_normal_mode_board_is_listed_as_such_and_switched_into_dfu_on_open(ben
         device.close()
     assert [c.description.mode for c in bench.scan()] == [Mode.DFU]
     assert [c.slot for c in bench.scan()] == [slot]
+
+
+@pytest.mark.parametrize(
+    ("kind", "image"),
+    [("argon-serial!disconnect@3", particle_image("argon", size=16 * 1024)), ("esp32!disconnect@1", esp_image())],
+    ids=["serial", "esp"],
+)
+def test_a_replugged_board_has_already_had_its_fault(bench: SimulatedBench, kind: str, image: FlashImage) -> None:
+    (slot,) = bench.attach_all(parse_simulate_spec(kind))
+    device = _candidate(bench, slot).open()
+    with pytest.raises(DeviceDisconnected):
+        device.flash([image])
+    device.close()
+    bench.detach(slot)
+    bench.reattach(slot)
+    device = _candidate(bench, slot).open()
+    try:
+        device.flash([image])
+        device.verify([image])
+    finally:
+        device.close()
+    assert bench.holds(slot, image)
