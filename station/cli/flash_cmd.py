@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -315,6 +316,8 @@ def flash_candidate(
             )
     except StationError as exc:
         error = exc
+    except Exception as exc:  # a family's bug fails this flash with what happened, not a traceback
+        error = DeviceError(f"internal error: {type(exc).__name__}: {exc}", reason=Reason.INTERNAL)
     finally:
         if device is not None:
             with contextlib.suppress(Exception):
@@ -348,6 +351,17 @@ def outcome_json(outcome: FlashOutcome, flash_input: FlashInput) -> dict[str, ob
         "seconds": round(outcome.seconds, 3),
         "error": None if outcome.error is None else error_json(outcome.error),
     }
+
+
+def _refuse(
+    ctx: click.Context, file: str, as_json: bool, message: str, reason: Reason, code: int, hint: str | None
+) -> NoReturn:
+    """End before anything was written: one line on stderr, and the result object under ``--json``."""
+    if as_json:
+        error = {"reason": reason.value, "message": message, "hint": hint}
+        click.echo(json.dumps({"result": "fail", "file": file, "device": None, "error": error}, indent=2))
+    click.echo(f"{ctx.find_root().info_name}: error: {message}", err=True)
+    ctx.exit(code)
 
 
 def _parse_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
@@ -396,12 +410,16 @@ def flash(
     try:
         flash_input = load_flash_input(file, address=address, trusted=trusted)
     except FirmwareError as exc:
-        if exc.exit_code == 1:  # a bundle that fails verification: a failed check, not a usage problem
-            raise
-        raise InputError(str(exc)) from None
+        # A bundle that fails verification is a failed check (1); anything else unusable input (2).
+        _refuse(ctx, file, as_json, str(exc), Reason.BAD_INPUT, exc.exit_code, exc.hint)
+    except StationError as exc:
+        _refuse(ctx, file, as_json, exc.one_line(), exc.reason, exc.exit_code, None)
     sources, to_close = open_sources(ctx, simulate, sim_timing=sim_timing)
     try:
-        candidate = choose_device(sources, flash_input, device_id=device_id, port=port)
+        try:
+            candidate = choose_device(sources, flash_input, device_id=device_id, port=port)
+        except StationError as exc:
+            _refuse(ctx, file, as_json, exc.one_line(), exc.reason, exc.exit_code, None)
         echo: Callable[[str], None] = lambda line: click.echo(line, err=True)  # noqa: E731
         count = len(flash_input.images)
         echo(f"{candidate.slot}: flashing {flash_input.source} ({count} image{'s' if count != 1 else ''})")

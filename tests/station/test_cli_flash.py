@@ -236,3 +236,23 @@ def test_firmware_the_bootloader_refuses_after_restart_is_a_failure(bench: Simul
     assert outcome.error is not None and outcome.error.reason.value == "verify-mismatch"
     assert outcome.running == "DFU mode"
     assert bench.holds(slot, image)
+
+
+def test_refusals_before_writing_still_give_a_json_result(tmp_path: Path, bench: SimulatedBench) -> None:
+    path, _ = _module_file(tmp_path, "argon")
+    bench.attach_all(parse_simulate_spec("argon-dfu:2"))
+    code, out, err = _flash(str(path), "--json", bench=bench)
+    assert code == 2
+    result = json.loads(out)
+    assert result["result"] == "fail" and result["device"] is None
+    assert result["error"]["reason"] == "bad-input" and "not guessing" in result["error"]["message"]
+    assert "not guessing" in err
+
+    release = make_sample_release(tmp_path / "rel", target="argon")
+    stranger = keys.write_key_pair(keys.generate_key(), tmp_path / "stranger")
+    code, out, _ = _flash(str(release.bundle), "--trusted", str(stranger.public_path), "--json", bench=bench)
+    assert code == 1
+    assert json.loads(out)["result"] == "fail"
+    code, out, _ = _flash(str(path), "--device", "00" * 12, "--json", bench=bench)
+    assert code == 1
+    assert json.loads(out)["error"]["reason"] == "not-found"
