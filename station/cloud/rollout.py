@@ -224,13 +224,13 @@ def upload_firmware(client: ParticleCloud, product: str, fw: FirmwareToUpload, r
     info = retry(lambda: client.get_product(product))
     notes = check_product(fw, info)
 
-    def already() -> UploadOutcome | None:
+    def already(*, landed: bool = False) -> UploadOutcome | None:
         versions = _firmware(client, product, retry)
         if fw.version not in versions:
             return None
         held = retry(lambda: client.download_firmware(product, fw.version))
         if held == fw.binary:
-            return UploadOutcome(fw, info, uploaded=False, notes=tuple(notes))
+            return UploadOutcome(fw, info, uploaded=landed, notes=tuple(notes))
         raise RolloutRefused(
             f"product {product} already has firmware version {fw.version} with different bytes "
             f"({len(held)} bytes, sha256 {hashlib.sha256(held).hexdigest()[:16]}...; this binary: {len(fw.binary)} "
@@ -254,7 +254,7 @@ def upload_firmware(client: ParticleCloud, product: str, fw: FirmwareToUpload, r
         return UploadOutcome(fw, info, uploaded=True, notes=tuple(notes))
 
     # A dropped answer may hide an upload that landed: look before sending it again.
-    return retry(send, before_retry=already)
+    return retry(send, before_retry=lambda: already(landed=True))
 
 
 # -- lock / unlock -------------------------------------------------------------------------------
