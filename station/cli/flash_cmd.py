@@ -254,11 +254,13 @@ def choose_device(
 
 
 class ProgressPrinter:
-    """One stderr line per phase change and per tenth of each image; nothing at all when ``quiet``."""
+    """A stderr line per phase change and per tenth of each image: text, or with ``as_json`` one JSON
+    object per line (``{"event": "progress", "slot", "phase", "image", "done", "total"}``)."""
 
-    def __init__(self, slot: str, echo: Callable[[str], None]) -> None:
+    def __init__(self, slot: str, echo: Callable[[str], None], *, as_json: bool = False) -> None:
         self.slot = slot
         self.echo = echo
+        self.as_json = as_json
         self._last: tuple[str, str | None, int] | None = None
 
     def __call__(self, p: Progress) -> None:
@@ -267,6 +269,10 @@ class ProgressPrinter:
         if key == self._last:
             return
         self._last = key
+        if self.as_json:
+            fields = {"phase": p.phase.value, "image": p.image, "done": p.done, "total": p.total}
+            self.echo(json.dumps({"event": "progress", "slot": self.slot, **fields}))
+            return
         what = f" {p.image}" if p.image else ""
         self.echo(f"{self.slot}: {p.phase.value}{what} {tenth * 10}%")
 
@@ -422,8 +428,10 @@ def flash(
             _refuse(ctx, file, as_json, exc.one_line(), exc.reason, exc.exit_code, None)
         echo: Callable[[str], None] = lambda line: click.echo(line, err=True)  # noqa: E731
         count = len(flash_input.images)
-        echo(f"{candidate.slot}: flashing {flash_input.source} ({count} image{'s' if count != 1 else ''})")
-        outcome = flash_candidate(candidate, flash_input, ProgressPrinter(candidate.slot, echo))
+        if not as_json:
+            echo(f"{candidate.slot}: flashing {flash_input.source} ({count} image{'s' if count != 1 else ''})")
+        printer = ProgressPrinter(candidate.slot, echo, as_json=as_json)
+        outcome = flash_candidate(candidate, flash_input, printer)
     finally:
         for source in to_close:
             source.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -65,7 +66,11 @@ def test_a_particle_module_into_a_dfu_or_serial_board_reads_back_identical(
         {"name": "app.bin", "kind": "user-part", "address": image.address, "size": image.size, "sha256": image.sha256}
     ]
     assert bench.holds(slot, image)
-    assert f"{slot}: write app.bin 100%" in err  # progress on stderr, never on stdout
+    # Progress goes to stderr, one JSON object per line under --json; stdout holds only the result.
+    progress = [json.loads(line) for line in err.splitlines()]
+    writes = [p for p in progress if p["phase"] == "write"]
+    assert writes and all(p["event"] == "progress" and p["slot"] == slot for p in progress)
+    assert writes[-1]["done"] == writes[-1]["total"] == image.size
 
 
 def test_an_esp_image_at_the_default_and_at_a_given_address(tmp_path: Path, bench: SimulatedBench) -> None:
@@ -76,6 +81,7 @@ def test_an_esp_image_at_the_default_and_at_a_given_address(tmp_path: Path, benc
     code, out, err = _flash(str(path), bench=bench)
     assert code == 0, err
     assert out.startswith(f"PASS {slot} ESP32 {bench.device_id(slot)}")
+    assert f"{slot}: write app.bin 100%" in err.splitlines()
     assert bench.read_flash(slot, 0x10000, len(app)) == app
     code, _, err = _flash(str(path), "--address", "0x110000", "--port", slot, bench=bench)
     assert code == 0, err
@@ -256,3 +262,23 @@ def test_refusals_before_writing_still_give_a_json_result(tmp_path: Path, bench:
     code, out, _ = _flash(str(path), "--device", "00" * 12, "--json", bench=bench)
     assert code == 1
     assert json.loads(out)["error"]["reason"] == "not-found"
+
+
+def test_ctrl_c_during_the_write_is_a_failure_not_a_pass(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(particle_image("argon", size=128 * 1024, seed="big").data)
+    env = dict(os.environ, BENCHFLASH_SIM_TIMING="1")  # the timed model: the write lasts long enough to interrupt
+    command = [sys.executable, "-m", "station.cli", "flash", str(path), "--simulate", "argon-dfu"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:
+            if ": write " in line:
+                process.send_signal(signal.SIGINT)
+                break
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "PASS" not in out
+    assert "interrupted" in err
