@@ -35,7 +35,15 @@ from station.devices.base import (
     ProgressCallback,
     no_progress,
 )
-from station.errors import DeviceDisconnected, DeviceError, DeviceTimeout, InputError, VerifyMismatch, WrongTarget
+from station.errors import (
+    DeviceDisconnected,
+    DeviceError,
+    DeviceTimeout,
+    InputError,
+    Reason,
+    VerifyMismatch,
+    WrongTarget,
+)
 from station.protocols import listening, ymodem
 from station.protocols.listening import ListeningClient, SystemInfo
 
@@ -318,7 +326,22 @@ class ParticleSerialDevice(Device):
     def _flash_one(self, image: FlashImage, progress: ProgressCallback) -> None:
         progress(Progress(Phase.WRITE, 0, image.size, image=image.name))
         stream = self._stream()
-        client = ListeningClient(stream, device=self._label, batch_gap=self._batch_gap, clock=self._clock)
+        # Device OS >= 6 answers 'f' with the prompt and then refuses; below 6 nothing need be awaited.
+        major = _major_version(self._identity.firmware if self._identity else None)
+        if major is not None and major >= 6:
+            raise DeviceError(
+                f"Device OS {self._identity.firmware if self._identity else major} removed YModem flashing",
+                device=self._label,
+                reason=Reason.REFUSED,
+                hint="flash it over USB DFU instead (station enters DFU with the 14400-baud signal)",
+            )
+        client = ListeningClient(
+            stream,
+            device=self._label,
+            batch_gap=self._batch_gap,
+            removal_wait=0.0 if major is not None and major < 6 else 0.2,
+            clock=self._clock,
+        )
         client.start_flash(self._timeout)
 
         def report(done: int, total: int) -> None:
@@ -382,6 +405,11 @@ class ParticleSerialDevice(Device):
             + (f" ({last_error.message})" if last_error else ""),
             device=self._label,
         )
+
+
+def _major_version(version: str | None) -> int | None:
+    head = (version or "").split(".", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def _excerpt(data: bytes) -> str:

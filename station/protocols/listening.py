@@ -223,13 +223,19 @@ class ListeningClient:
         self._removal_wait = removal_wait
         self._clock = clock
 
-    def command(self, key: str, timeout: float = COMMAND_TIMEOUT) -> str:
-        """Send one command key; the first burst of reply text (particle-cli's one batch)."""
+    def command(self, key: str, timeout: float = COMMAND_TIMEOUT, complete: Callable[[str], bool] | None = None) -> str:
+        """Send one command key; the first burst of reply text (particle-cli's one batch).
+
+        ``complete`` may end the wait early when the text is provably the whole answer (the
+        parse is the same; only the 250 ms of silence that would confirm it are saved).
+        """
         self.drain()
         self._stream.write(key.encode("ascii"))
-        return self.read_batch(timeout, what=f"'{key}'")
+        return self.read_batch(timeout, what=f"'{key}'", complete=complete)
 
-    def read_batch(self, timeout: float, *, what: str = "the prompt") -> str:
+    def read_batch(
+        self, timeout: float, *, what: str = "the prompt", complete: Callable[[str], bool] | None = None
+    ) -> str:
         """Bytes until ``batch_gap`` passes with none; DeviceTimeout if none come within ``timeout``."""
         first = self._stream.read(MAX_REPLY, timeout)
         if not first:
@@ -241,6 +247,8 @@ class ListeningClient:
         reply = bytearray(first)
         deadline = self._clock() + timeout
         while len(reply) < MAX_REPLY and self._clock() < deadline:
+            if complete is not None and complete(reply.decode("utf-8", "replace")):
+                break
             more = self._stream.read(MAX_REPLY - len(reply), self._gap)
             if not more:
                 break
@@ -258,28 +266,28 @@ class ListeningClient:
         return bytes(junk)
 
     def device_id(self, timeout: float = IDENTIFY_TIMEOUT) -> DeviceIdReply:
-        text = self.command("i", timeout)
+        text = self.command("i", timeout, _plain_id_complete)
         reply = parse_device_id(text)
         if reply is None:
             raise ReplyError(f"'i' answer holds no device ID: {_excerpt(text)}", device=self._device)
         return reply
 
     def version(self, timeout: float = COMMAND_TIMEOUT) -> str:
-        text = self.command("v", timeout)
+        text = self.command("v", timeout, _version_complete)
         version = parse_version(text)
         if version is None:
             raise ReplyError(f"'v' answer holds no version: {_excerpt(text)}", device=self._device)
         return version
 
     def mac(self, timeout: float = COMMAND_TIMEOUT) -> str:
-        text = self.command("m", timeout)
+        text = self.command("m", timeout, _mac_complete)
         mac = parse_mac(text)
         if mac is None:
             raise ReplyError(f"'m' answer holds no MAC address: {_excerpt(text)}", device=self._device)
         return mac
 
     def system_info(self, timeout: float = MODULE_INFO_TIMEOUT) -> SystemInfo:
-        text = self.command("s", timeout)
+        text = self.command("s", timeout, _json_complete)
         try:
             return parse_system_info(text)
         except ReplyError as exc:
@@ -322,6 +330,36 @@ class ListeningClient:
                 reason=Reason.REFUSED,
                 hint="flash it over USB DFU instead",
             )
+
+
+# Answers whose end is certain once seen. The keyed `i` form is not among them: any number of
+# key lines may follow "Device ID:", so only the silence tells.
+_PLAIN_ID_DONE = re.compile(r"Your (core|device) id is\s+\w+\r\n", re.ASCII)
+_VERSION_DONE = re.compile(r"system firmware version:\s+[\w.-]+[^\n]*\n\r\n", re.ASCII)
+_MAC_DONE = re.compile(r"MAC address is\r\n[0-9a-fA-F:]+\r\n", re.ASCII)
+
+
+def _plain_id_complete(text: str) -> bool:
+    return _PLAIN_ID_DONE.search(text) is not None
+
+
+def _version_complete(text: str) -> bool:
+    return _VERSION_DONE.search(text) is not None
+
+
+def _mac_complete(text: str) -> bool:
+    return _MAC_DONE.search(text) is not None
+
+
+def _json_complete(text: str) -> bool:
+    """The `s` object is whole: it parses and its CR LF has arrived."""
+    if not text.endswith("}\r\n"):
+        return False
+    try:
+        json.loads(text[text.find("{") :].rstrip())
+    except ValueError:
+        return False
+    return True
 
 
 def _excerpt(text: str, limit: int = 60) -> str:

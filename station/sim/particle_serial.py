@@ -220,7 +220,7 @@ class SimulatedSerialDevice:
         faults: FaultPlan | None = None,
         listening: bool = True,
         listen_after_reset: bool = True,
-        ymodem_supported: bool = True,
+        system_version: str | None = None,
         nak_timeout: float = _NAK_TIMEOUT,
         slow_reply: float = 0.5,
         stall_recover: float = 1.0,
@@ -242,7 +242,10 @@ class SimulatedSerialDevice:
         self.mac = mac or ":".join(self.device_id[i : i + 2] for i in range(12, 24, 2))
         self._listen_after_reset = listen_after_reset
         self._uart = uart
-        self._ymodem_supported = ymodem_supported
+        # Device OS 6 removed YModem: its 'f' prints the prompt, then four CANs and a refusal.
+        self.system_version = system_version or self.platform.system_version
+        major = self.system_version.split(".", 1)[0]
+        self._ymodem_supported = not (major.isdigit() and int(major) >= 6)
         self._nak_timeout = nak_timeout
         self._slow_reply = slow_reply
         self._stall_recover = stall_recover
@@ -467,7 +470,7 @@ class SimulatedSerialDevice:
         elif ch == "m":
             self._write(f"Your device MAC address is\r\n{self.mac}\r\n".encode())
         elif ch == "v":
-            self._write(f"system firmware version: {self.platform.system_version}\n\r\n".encode())
+            self._write(f"system firmware version: {self.system_version}\n\r\n".encode())
         elif ch == "s":
             self._write(b"{" + self._system_info_json() + b"}\r\n")
         elif ch == "c":

@@ -169,3 +169,29 @@ def test_start_flash_refuses_device_os_6() -> None:
 def test_start_flash_times_out_without_prompt() -> None:
     with pytest.raises(DeviceTimeout):
         ListeningClient(Scripted({b"f": [b"something else\r\n"]})).start_flash(timeout=0.1)
+
+
+def test_complete_answers_end_the_wait_without_the_gap() -> None:
+    """A whole `v`, `m`, `s` or plain `i` answer is returned at once; what follows is left unread."""
+    answers: dict[bytes, list[bytes | None]] = {
+        b"v": [b"system firmware version: 5.8.0\n\r\n", b"late"],
+        b"m": [b"Your device MAC address is\r\n", b"aa:bb:cc:dd:ee:ff\r\n", b"late"],
+        b"s": [SYSTEM_INFO[:50].encode(), SYSTEM_INFO[50:].encode(), b"late"],
+        b"i": [f"Your device id is {DEVICE_ID}\r\n".encode(), b"late"],
+    }
+    stream = Scripted(answers)
+    client = ListeningClient(stream, batch_gap=5.0)  # waiting for the gap would read "late" too
+    assert client.version(timeout=1) == "5.8.0"
+    assert stream.pending == [b"late"]
+    assert client.mac(timeout=1) == "aa:bb:cc:dd:ee:ff"
+    assert stream.pending == [b"late"]
+    assert client.system_info(timeout=1).platform_id == 13
+    assert stream.pending == [b"late"]
+    assert client.device_id(timeout=1) == DeviceIdReply(DEVICE_ID)
+    assert stream.pending == [b"late"]
+
+
+def test_keyed_identify_waits_for_the_gap() -> None:
+    stream = Scripted({b"i": [f"Device ID: {DEVICE_ID}\r\n".encode(), b"IMEI: 12345\r\n", None]})
+    reply = ListeningClient(stream, batch_gap=0.01).device_id(timeout=1)
+    assert reply == DeviceIdReply(DEVICE_ID, "12345")

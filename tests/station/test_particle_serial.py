@@ -246,10 +246,25 @@ def test_verify_detects_a_different_module(sims: Sims) -> None:
 
 
 def test_device_os_6_refuses_ymodem(sims: Sims) -> None:
-    sim = sims("argon", ymodem_supported=False)
-    with device(sim.port) as dev, pytest.raises(DeviceError) as err:
-        dev.flash([app("argon")])
-    assert err.value.reason is Reason.REFUSED
+    sim = sims("argon", system_version="6.2.0")
+    with device(sim.port) as dev:
+        with pytest.raises(DeviceError, match="removed YModem") as err:
+            dev.flash([app("argon")])
+        assert err.value.reason is Reason.REFUSED
+    assert sim.transfers == []
+
+
+def test_device_os_6_refusal_after_f_is_recognised(sims: Sims) -> None:
+    """Not knowing the version, a client still reads the prompt, the four CANs 100 ms later, the refusal."""
+    sim = sims("argon", system_version="6.2.0", timing=TimingModel())
+    port = serial.Serial(sim.port, 28800, timeout=1)
+    try:
+        client = ListeningClient(SerialStream(port, "sim"), batch_gap=0.05)
+        with pytest.raises(DeviceError) as err:
+            client.start_flash(2.0)
+    finally:
+        port.close()
+    assert err.value.reason is Reason.REFUSED and "Device OS 6" in err.value.message
 
 
 def test_line_coding_enters_listening_mode_and_x_leaves_it(sims: Sims) -> None:
