@@ -43,7 +43,7 @@ class DeviceDescription:
     """What discovery knows before talking to the device. ``port_path`` is the slot key."""
 
     family: Family
-    port_path: str  # physical USB location such as "1-1.4", or "sim:3" for simulated devices
+    port_path: str  # physical USB location such as "1-1.4", or "sim-3" for simulated devices
     mode: Mode
     vid: int | None = None
     pid: int | None = None
