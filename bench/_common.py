@@ -30,7 +30,7 @@ from station.devices.base import FlashImage
 from station.discovery.base import Candidate
 from station.line.events import Event, Passed, Recorded
 from station.line.plan import JobPlan, Target
-from station.line.runner import LineRunner
+from station.line.runner import DEFAULT_POLL_INTERVAL, LineRunner
 from station.store import Registry, RunContext, Slot
 
 T = TypeVar("T")
@@ -47,7 +47,7 @@ ESP_APP_BYTES = 1024 * KIB
 ESP_APP_ADDRESS = 0x10000
 ESP_BAUD = 921600
 # The line's default scan interval (LineSession / `station run`).
-LINE_POLL_INTERVAL = 0.25
+LINE_POLL_INTERVAL = DEFAULT_POLL_INTERVAL
 _GEN2 = {"photon", "p1", "electron"}
 
 

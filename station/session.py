@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from station.discovery.base import Source
 from station.line.events import Event, EventSink, Recorded, SyncProgress
-from station.line.runner import LineRunner
+from station.line.runner import DEFAULT_POLL_INTERVAL, LineRunner
 from station.line.setup import PreparedLine
 from station.store import OutboxState, Registry
 
@@ -29,7 +29,7 @@ class LineSession:
         sources: Sequence[Source],
         sink: EventSink,
         *,
-        poll_interval: float = 0.25,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.line = line

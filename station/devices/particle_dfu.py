@@ -64,6 +64,9 @@ from station.protocols.particle_usb import (
 UDEV_HINT = "install udev/60-benchflash.rules into /etc/udev/rules.d, then re-plug the board"
 _DFU_CLASS = (0xFE, 0x01, 0x02)
 _FALLBACK_TRANSFER_SIZE = 1024  # particle-usb's default when a device has no functional descriptor
+# How often the bus is looked at while a board resets into its new firmware: the bootloader's
+# countdown is 0.5 s, so a coarse poll would add most of a poll period to every job.
+_REPORT_POLL = 0.05
 
 
 # --------------------------------------------------------------------------- transport
@@ -550,7 +553,7 @@ class ParticleDfuDevice(Device):
                     return f"Device OS {version}" if version else "running"
             if self._clock() >= deadline:
                 return None
-            self._sleep(0.25)
+            self._sleep(_REPORT_POLL)
 
     def close(self) -> None:
         if self._transport is not None:

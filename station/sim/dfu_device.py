@@ -438,15 +438,21 @@ class SimulatedDfuDevice:
         with self._lock:
             self.flash[alt].program(address, data)
 
-    def lower_bound(self, images: Sequence[FlashImage]) -> float:
+    def lower_bound(self, images: Sequence[FlashImage], *, until_running: bool = False) -> float:
         """Least time the modelled hardware needs to erase, write, read back and leave for ``images``.
 
-        Every DfuSe host must at least: send each erase and the address as a command with one
-        status request each, send every block with one status request, read every block back, and
-        send the leave request with one status request. Flash erase and program times add.
+        Every DfuSe host must at least: send each erase and the address as a command, and every
+        block, each followed by two status requests (the first gets dfuDNBUSY and starts the work,
+        the second sees dfuDNLOAD-IDLE: reference dfu-dfuse.md §6.1 steps 2-3); read every block
+        back after setting the address; and send the leave request with one status request.
+        Flash erase and program times add. ``until_running``: also the bootloader's countdown from
+        leaving to the reset into the new firmware, which a host that waits to see it run sits out.
         """
         link = USB_FULL_SPEED_CONTROL
-        total = link.cost(0, 2)  # leave + its status
+        command = link.cost(5 + 6 + 6, 3)  # DNLOAD of 5 command bytes, two 6-byte status replies
+        total = link.cost(0 + 6, 2)  # leave + its status
+        if until_running:
+            total += self.reset_delay
         for image in images:
             alt = self._alt_for(image.address, image.size)
             memory, kind = self.memory[alt], self.spec.alts[alt].kind
@@ -455,11 +461,11 @@ class SimulatedDfuDevice:
             for page, page_size in pages:
                 segment = memory.segment_at(page)
                 if segment is not None and segment.erasable:
-                    total += link.cost(5 + 6, 2) + _flash_spec(kind, page_size).erase_cost(1)
-            total += link.cost(5 + 6, 2)  # set address
-            total += link.cost(image.size + 6 * blocks, 2 * blocks)
+                    total += command + _flash_spec(kind, page_size).erase_cost(1)
+            total += command  # set address
+            total += link.cost(image.size + 12 * blocks, 3 * blocks)
             total += _flash_spec(kind, pages[0][1] if pages else 4096).program_cost(image.size)
-            total += link.cost(5 + 6, 2) + link.cost(image.size, blocks)  # verify
+            total += command + link.cost(image.size, blocks)  # verify: set address, read back
         return total
 
     def _alt_for(self, address: int, length: int) -> int:
