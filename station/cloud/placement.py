@@ -120,7 +120,11 @@ def place_devices(
     refused: list[str] = []
     unusable: set[str] = set()
     if wanted:
-        existing = {g.name for g in calls.run(lambda: client.list_groups(product), all_ids)}
+        try:
+            existing = {g.name for g in calls.run(lambda: client.list_groups(product), all_ids)}
+        except CloudRejected as exc:
+            on_error(all_ids, f"cannot list the product's groups: {exc}")
+            return PlacementResult(0, calls.requests, calls.failures + 1, tuple(all_ids))
         for group in wanted:
             if group in existing:
                 continue

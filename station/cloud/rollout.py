@@ -21,7 +21,7 @@ from firmware_tools.errors import FirmwareError
 from firmware_tools.particle import parse_module
 from station.cloud.backoff import Backoff
 from station.cloud.client import ParticleCloud
-from station.cloud.errors import CloudNotFound, CloudRetryable
+from station.cloud.errors import CloudNotFound, CloudRateLimited, CloudRetryable
 from station.cloud.groups import normalise_group_name
 from station.cloud.models import DevicePage, ProductDevice, ProductFirmware, ProductInfo
 from station.errors import InputError, Reason, StationError
@@ -150,9 +150,13 @@ class Retry:
         earlier attempt already produced; None means send again."""
         failures = 0
         while True:
+            acted_maybe = False
             try:
                 return fn()
             except CloudRetryable as exc:
+                # A 429 is answered before anything is done; a 5xx, timeout or dropped line may hide
+                # a request that took effect.
+                acted_maybe = not isinstance(exc, CloudRateLimited)
                 failures += 1
                 if failures >= self.max_failures:
                     raise
@@ -163,7 +167,7 @@ class Retry:
                 if self.on_wait is not None:
                     self.on_wait(exc, wait)
                 self.sleep(wait)
-            if before_retry is not None:
+            if before_retry is not None and acted_maybe:
                 landed = before_retry()
                 if landed is not None:
                     return landed

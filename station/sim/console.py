@@ -4,8 +4,10 @@ Bearer-token auth with scopes and products, import results (malformed ID or wron
 invalid, claimed outside the team -> nonmember, protected -> protected, already in the product ->
 existing), paged listing, ``{error, error_description}`` bodies, a sliding-window rate limit that
 answers 429 (with or without Retry-After), and fault injection. Endpoints live in one route table
-(``ROUTES``) so later work adds rows, not branches. HTTP is in console_http.py, state in
-console_state.py.
+(``ROUTES``) so later work adds rows, not branches: the rollout endpoints (product firmware, device
+update, groups) are console_rollout.py's rows. HTTP is in console_http.py, state in console_state.py,
+what the handlers share in console_api.py. ``device_handshake`` is how a simulated device reports
+the product firmware it runs.
 
 Faults, counted in requests received (``KIND[@N]`` as in station.sim.faults):
 ``error-status`` answers 503 without doing anything; ``disconnect`` does the work, then drops the

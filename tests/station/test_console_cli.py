@@ -5,6 +5,7 @@ off, JSON output, and one real process."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -275,3 +276,14 @@ def test_console_commands_in_a_real_process(setup: Setup) -> None:
     assert release.returncode == 1
     assert release.stderr.count("\n") == 1 and "no device runs it yet" in release.stderr
     assert TOKEN not in upload.stdout + upload.stderr + release.stdout + release.stderr
+
+
+def test_the_token_is_never_logged(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    setup.console.rate_limit = RateLimit(limit=1, window=10.0)
+    code, _, err = setup.upload()
+    assert code == 0, err  # several requests, some answered 429 and retried
+    assert setup.run("release", "3")[0] == 1
+    assert setup.run("firmware", token="f" * 40)[0] == 1
+    assert caplog.records and "retrying in" in caplog.text
+    assert TOKEN not in caplog.text and "f" * 40 not in caplog.text
