@@ -51,7 +51,7 @@ PARTICLE_VID = 0x2B04
 _NORMAL_PID_BASE = 0xC000  # normal-mode CDC: 0xC0NN, NN = platform id
 _DEVICE_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
 _RESTARTING = b"Restarting system to apply firmware update..."
-_PROBE_TIMEOUT = 0.3  # a console in listening mode answers `v` within milliseconds
+_PROBE_TIMEOUT = 0.15  # a console in listening mode answers `v` within milliseconds
 _LISTENING_ENTRY = 3.0  # how long a device may take to enter listening mode after the line coding
 
 SerialFactory = Callable[..., serial.Serial]
@@ -67,7 +67,7 @@ class SerialStream:
     def write(self, data: bytes) -> None:
         try:
             self._port.write(data)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, ValueError) as exc:
             raise DeviceDisconnected(f"serial write failed: {exc}", device=self._device) from None
 
     def read(self, size: int, timeout: float) -> bytes:
@@ -81,8 +81,9 @@ class SerialStream:
             waiting = self._port.in_waiting
             rest = self._port.read(min(waiting, size - 1)) if waiting and size > 1 else b""
             return bytes(first + rest)
-        except (serial.SerialException, OSError, TypeError) as exc:
-            # pyserial reports a vanished port as "readiness to read but returned no data".
+        except (serial.SerialException, OSError, TypeError, ValueError) as exc:
+            # pyserial reports a vanished port as "readiness to read but returned no data", and
+            # one whose termios cannot be re-applied (a timeout change) as a ValueError.
             raise DeviceDisconnected(f"serial port lost: {exc}", device=self._device) from None
 
 

@@ -383,3 +383,37 @@ def test_eight_devices_flashed_from_threads_at_once(sims: Sims) -> None:
     assert not errors, errors
     for (sim, image), platform in zip(boards, platforms, strict=True):
         assert sim.installed(USER, USER_INDEX[platform]) == image.data
+
+
+def test_serial_stream_maps_every_way_a_port_dies_to_a_disconnect() -> None:
+    class Dead:
+        in_waiting = 0
+
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        @property
+        def timeout(self) -> float:
+            return -1.0
+
+        @timeout.setter
+        def timeout(self, value: float) -> None:
+            raise self.error  # pyserial re-applies the termios here
+
+        def read(self, size: int) -> bytes:
+            raise self.error
+
+        def write(self, data: bytes) -> int:
+            raise self.error
+
+    errors = [
+        serial.SerialException("device reports readiness to read but returned no data"),
+        OSError(5, "Input/output error"),
+        ValueError("Failed to set custom baud rate (28800): [Errno 5] Input/output error"),
+    ]
+    for error in errors:
+        stream = SerialStream(Dead(error), "ttyX")  # type: ignore[arg-type]
+        with pytest.raises(DeviceDisconnected):
+            stream.read(1, 0.1)
+        with pytest.raises(DeviceDisconnected):
+            stream.write(b"x")
