@@ -96,7 +96,7 @@ class SyncProgress(Event):
     """The cloud sync worker's news: a batch answered, a retry, a refusal, a stop. ``slot`` is empty."""
 
     kind: ClassVar[str] = "sync"
-    what: str  # sync-batch, sync-retry, sync-rejected, sync-stopped
+    what: str  # sync-batch, sync-retry, sync-rejected, sync-stopped, sync-grouped
     product: str
     devices: int
     outcomes: dict[str, int] = field(default_factory=dict)
