@@ -33,6 +33,8 @@ def demo(out_dir: str | None, as_json: bool, no_timing: bool) -> None:
         for line in stats_text(registry.stats(), str(result.registry)):
             print(line, file=out)
     print(f"cloud: {result.synced} device(s) imported into the simulated console, {result.pending} pending", file=out)
+    for line in result.rollout:
+        print(f"rollout: {line}", file=out)
     ids = result.export_file.read_text().split()
     print(f"import file {result.export_file} ({len(ids)} device IDs, one per line):", file=out)
     for device_id in ids:

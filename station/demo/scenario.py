@@ -15,13 +15,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from station.demo.sample_release import make_sample_release
 from station.demo.simulated_bench import SimulatedBench, parse_simulate_spec
 from station.line.events import Event, EventSink, Recorded
-from station.line.setup import prepare_line
+from station.line.setup import PreparedLine, prepare_line
 from station.session import LineSession
 from station.store import OutboxState, Registry
+
+if TYPE_CHECKING:
+    from station.cloud.token import AccessToken
+    from station.sim.console import SimConsole
 
 PRODUCT_ID = 4242
 PRODUCT_VERSION = 3
@@ -65,6 +70,7 @@ class DemoResult:
     pending: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    rollout: list[str] = field(default_factory=list)  # what the console rollout did, line by line
 
 
 def write_profile(folder: Path, bundle: Path, console_url: str) -> Path:
@@ -91,11 +97,14 @@ class _Technician:
         self.replugged: set[str] = set()
         self.specs: dict[str, str] = {}
         self.removed: set[str] = set()
+        self.passed: list[str] = []  # slots whose board passed, in order
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Recorded):
             with self.lock:
                 self.finished[event.slot] = (self.clock(), event.result)
+                if event.result == "pass":
+                    self.passed.append(event.slot)
 
     def run(self, start: float, stop: threading.Event) -> None:
         pending = list(TIMELINE)
@@ -130,6 +139,42 @@ class _Technician:
 
     def _all_settled(self) -> bool:
         return len(self.removed) == len(self.specs)
+
+
+def _rollout(
+    line: PreparedLine, console: SimConsole, bench: SimulatedBench, test_slot: str, token: AccessToken
+) -> list[str]:
+    """The console guide's rollout on the demo product: upload the version read from the binary,
+    find release refused while nothing runs it, lock a test device, let it report, release."""
+    from station.cloud.backoff import Backoff
+    from station.cloud.client import ParticleCloud
+    from station.cloud.rollout import Retry, RolloutRefused, firmware_from_bundle, lock_device, release_firmware
+    from station.cloud.rollout import upload_firmware as upload
+    from station.sim.console_rollout import report_running_firmware
+
+    assert line.cloud is not None
+    product = line.cloud.product
+    said: list[str] = []
+    retry = Retry(Backoff(base=0.1, cap=1.0), max_failures=5)
+    with ParticleCloud.from_config(line.cloud, token) as client:
+        fw = firmware_from_bundle(line.bundle)
+        upload(client, product, fw, retry)
+        said.append(f"uploaded {fw.image_name} as product firmware version {fw.version} (read from the binary)")
+        try:
+            release_firmware(client, product, fw.version, retry)
+        except RolloutRefused as exc:
+            said.append(f"release refused, as it must be: {exc.message}")
+        device_id = bench.device_id(test_slot)
+        lock_device(client, product, device_id, fw.version, flash=True, retry=retry)
+        said.append(f"locked test device {device_id} to version {fw.version}")
+        image = line.plan.images[-1]
+        # The board boots what its flash holds and tells the console at its handshake.
+        held = bench.read_flash(test_slot, image.address, image.size)
+        running = report_running_firmware(console, product, device_id, held)
+        said.append(f"test device {device_id} came online running version {running}")
+        outcome = release_firmware(client, product, fw.version, retry)
+        said.append(f"released version {outcome.version}: {len(outcome.running)} device(s) run it")
+    return said
 
 
 def run_demo(folder: Path, sink: EventSink, *, timing: bool = True, console_latency: float = 0.0) -> DemoResult:
@@ -183,6 +228,7 @@ def run_demo(folder: Path, sink: EventSink, *, timing: bool = True, console_late
 
         write_export(registry, ExportFormat.TXT, result.export_file)
         result.notes.append(f"console lists {len(console.product_device_ids(str(PRODUCT_ID)))} device(s)")
+        result.rollout = _rollout(line, console, bench, technician.passed[0], load_token(line.cloud))
     finally:
         bench.close()
         registry.close()

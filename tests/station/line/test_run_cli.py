@@ -126,6 +126,9 @@ def test_demo_runs_a_whole_shift(tmp_path: Path) -> None:
     exported = (tmp_path / "import.txt").read_text().split()
     assert len(exported) == 6 and len(set(exported)) == 6
     assert "6 device(s) imported into the simulated console, 0 pending" in proc.stderr
+    # The rollout epilogue: release refused until a locked test device runs the version.
+    assert "rollout: release refused, as it must be" in proc.stderr
+    assert "rollout: released version 3: 1 device(s) run it" in proc.stderr
     # The re-plugged board failed once, then passed: the same device ID appears in both.
     failed_ids = {e["device_id"] for e in events if e["event"] == "failed" and e["reason"] == "disconnected"}
     assert failed_ids <= set(exported)
