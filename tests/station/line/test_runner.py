@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from station.errors import DeviceDisconnected
 from station.line.events import Event
 from station.line.plan import JobPlan, Target
 from station.line.runner import LineRunner
+from station.profile import LineMode
 from station.store import AttemptResult, Registry
 
 
@@ -189,3 +191,18 @@ def test_a_board_that_does_not_boot_the_new_firmware_fails_after_verify(tmp_path
     assert (result, code) == ("fail", "verify-mismatch")
     assert "DFU mode" in str(message)
     assert _enqueued(recorder) == []
+
+
+def test_identify_only_mode_records_and_queues_without_writing(tmp_path: Path) -> None:
+    # Firmware over the air at setup: the line only identifies and records each board.
+    source, recorder = MemorySource(), Registry(tmp_path / "station.db")
+    source.devices = {"1-5": MemoryDevice("1-5", "7" * 24), "1-6": MemoryDevice("1-6", "8" * 24, platform_id=6)}
+    plan = dataclasses.replace(_plan(), mode=LineMode.IDENTIFY)
+    runner = LineRunner([source], plan, recorder, lambda e: None, poll_interval=0.01)
+    _run_until(runner, lambda: runner.running() == 0 and _finished(recorder, 2))
+    runner.drain()
+    results = _results(recorder)
+    assert results["1-5"] == [("pass", None, None)]
+    assert results["1-6"][0][:2] == ("fail", "wrong-target")  # the target is still checked
+    assert all(d.flash_memory == {} for d in source.devices.values())
+    assert _enqueued(recorder) == ["7" * 24]
