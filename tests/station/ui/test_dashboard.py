@@ -42,7 +42,11 @@ def test_tiles_show_pass_and_fail_and_summary() -> None:
         )
         async with app.run_test(size=(160, 40)) as pilot:
             _feed(app)
-            await pilot.pause(0.3)
+            # The screen drains its queue on a timer: wait for the last event to land (bounded).
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if "FAIL 1" in str(app.query_one("#summary").render()) and len(app.query(SlotTile)) == 2:
+                    break
             tiles = {tile.slot: tile for tile in app.query(SlotTile)}
             assert set(tiles) == {"1-1.1", "1-1.2"}
             assert tiles["1-1.1"].has_class("pass")
@@ -57,7 +61,10 @@ def test_tiles_show_pass_and_fail_and_summary() -> None:
             await pilot.press("r")
             assert retried == ["1-1.2"]
             await pilot.press("q")
-            await pilot.pause(0.3)
+            for _ in range(100):
+                if stopped:
+                    break
+                await pilot.pause(0.05)
             assert stopped == [True]
         assert app.return_code in (0, None)
 
