@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -13,17 +14,22 @@ from firmware_tools.errors import FirmwareError
 def write_atomic(path: str | Path, data: bytes, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, then rename.
 
-    ``mode`` sets the permission bits before any byte is written (0o600 for private keys).
+    ``mode`` sets the permission bits before any byte is written (0o600 for private keys). Without
+    it, a replaced file keeps its mode and a new one gets what ``open()`` would give it (0o666
+    less the umask): the temporary file's private 0o600 must not leak into firmware and bundles
+    that others have to read.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise FirmwareError("is a folder; give a file name to write", file=str(target))
+    final_mode = default_mode(target) if mode is None else mode
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
         raise FirmwareError(f"cannot write: {exc.strerror}", file=str(target)) from exc
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
+        os.fchmod(fd, final_mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -37,3 +43,23 @@ def write_atomic(path: str | Path, data: bytes, *, mode: int | None = None) -> N
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def default_mode(target: Path) -> int:
+    """The mode ``target`` keeps when it is replaced, or the one a new file gets (0o666 less the umask)."""
+    try:
+        st = target.stat()
+    except OSError:
+        return 0o666 & ~current_umask()
+    return stat.S_IMODE(st.st_mode)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (setting it races with threads)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
