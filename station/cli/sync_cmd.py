@@ -1,7 +1,8 @@
 """``station sync``: import the devices the registry queued into their product, then report.
 
 Prints counts per state and the IDs that need attention (claimed outside the team, invalid,
-protected, or refused); exits 1 when any do, or when the cloud could not be reached.
+protected, or refused); exits 1 when any do, or when the cloud could not be reached. ``--requeue ID``
+puts devices back in the queue once what stopped them is fixed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from station.cloud.client import ParticleCloud
 from station.cloud.config import CloudConfig
 from station.cloud.errors import CloudConfigError, CloudError
 from station.cloud.groups import load_device_names
+from station.cloud.requeue import Requeued, requeue
 from station.cloud.sync import DEFAULT_MAX_FAILURES, DrainReport, SyncWorker
 from station.cloud.token import load_token
 from station.cloud.verify import VerifyReport, verify_product
@@ -74,6 +76,13 @@ def _products(outbox: Outbox, config: CloudConfig | None) -> list[str]:
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing (no token needed).")
 @click.option("--verify", "verify", is_flag=True, help="Then list the product's devices and compare.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option(
+    "--requeue",
+    "requeue_ids",
+    multiple=True,
+    metavar="ID",
+    help="Make this device pending again first, e.g. once it is unclaimed (repeatable).",
+)
 @db_option
 @click.option("--profile", type=click.Path(dir_okay=False, exists=True), help="Take [cloud] from this line profile.")
 @click.option("--product", help="Product ID or slug (default: the profile's, else every product queued).")
@@ -92,6 +101,7 @@ def sync(
     dry_run: bool,
     verify: bool,
     as_json: bool,
+    requeue_ids: tuple[str, ...],
     db: str | None,
     profile: str | None,
     product: str | None,
@@ -101,7 +111,13 @@ def sync(
     batch_size: int | None,
     max_failures: int,
 ) -> None:
-    """Import every queued device into its product; print counts per state and what needs attention."""
+    """Import every queued device into its product; print counts per state and what needs attention.
+
+    Exit 0 when every queued device is synced, 1 when some need attention or the cloud could not be
+    reached or refused the token, 2 for unusable options, profile or token file.
+    """
+    if requeue_ids and dry_run:
+        raise click.UsageError("--requeue changes the registry; it cannot be combined with --dry-run")
     config = _base_config(profile, product)
     overrides: dict[str, Any] = {
         "base_url": base_url,
@@ -111,6 +127,7 @@ def sync(
     }
     with open_registry(db) as registry:
         outbox = registry.outbox
+        requeued = requeue(outbox, requeue_ids, product=config.product if config else None) if requeue_ids else None
         results: list[ProductSync] = []
         fatal: CloudError | None = None
         for name in _products(outbox, config):
@@ -120,9 +137,9 @@ def sync(
             if fatal is not None:
                 break
     if as_json:
-        click.echo(json.dumps(_as_json(results, dry_run=dry_run), indent=2))
+        click.echo(json.dumps(_as_json(results, dry_run=dry_run, requeued=requeued), indent=2))
     else:
-        _print_text(results, dry_run=dry_run)
+        _print_text(results, dry_run=dry_run, requeued=requeued)
     if fatal is not None:
         raise fatal
     if any(r.failed for r in results):
@@ -171,7 +188,7 @@ def _entry_json(entry: OutboxEntry) -> dict[str, Any]:
     return {"device_id": entry.device_id, "state": entry.state.value, "last_error": entry.last_error}
 
 
-def _as_json(results: Sequence[ProductSync], *, dry_run: bool) -> dict[str, Any]:
+def _as_json(results: Sequence[ProductSync], *, dry_run: bool, requeued: Requeued | None = None) -> dict[str, Any]:
     products = []
     for r in results:
         item: dict[str, Any] = {
@@ -205,6 +222,10 @@ def _as_json(results: Sequence[ProductSync], *, dry_run: bool) -> dict[str, Any]
         products.append(item)
     return {
         "dry_run": dry_run,
+        "requeued": [
+            {"device_id": e.device_id, "product": e.product, "was": e.state.value}
+            for e in (requeued.requeued if requeued is not None else ())
+        ],
         "products": products,
         "attention": sum(len(r.attention) for r in results),
         "ok": not any(r.failed for r in results),
@@ -219,7 +240,15 @@ def _ids(title: str, ids: Sequence[str]) -> None:
         click.echo(f"    ... and {len(ids) - _SHOWN} more (--json lists them all)")
 
 
-def _print_text(results: Sequence[ProductSync], *, dry_run: bool) -> None:
+def _print_text(results: Sequence[ProductSync], *, dry_run: bool, requeued: Requeued | None = None) -> None:
+    if requeued is not None:
+        click.echo(f"requeued {len(requeued.requeued)} device(s)")
+        for e in requeued.requeued[:_SHOWN]:
+            click.echo(f"    {e.device_id}  product {e.product}, was {e.state.value}")
+        if len(requeued.requeued) > _SHOWN:
+            click.echo(f"    ... and {len(requeued.requeued) - _SHOWN} more (--json lists them all)")
+        if requeued.already_pending:
+            click.echo(f"  {len(requeued.already_pending)} already pending")
     if not results:
         click.echo("nothing queued for sync")
     for r in results:
@@ -234,7 +263,7 @@ def _print_text(results: Sequence[ProductSync], *, dry_run: bool) -> None:
             click.echo(f"  this run: {d.requests} request(s), {d.devices_sent} device(s) sent: {outcomes}")
             if d.placed:
                 click.echo(f"  {d.placed} device(s) put into their group / named ({d.place_requests} request(s))")
-            if d.stopped:
+            if d.stopped and d.fatal is None:  # a fatal error is the command's own error line
                 click.echo(f"  stopped: {d.stopped}")
             if d.rejected:
                 _ids("refused by the cloud (still pending)", d.rejected)
@@ -246,11 +275,13 @@ def _print_text(results: Sequence[ProductSync], *, dry_run: bool) -> None:
                 click.echo(f"    {e.device_id}  {e.state.value}  {e.last_error or ''}".rstrip())
             if len(r.attention) > _SHOWN:
                 click.echo(f"    ... and {len(r.attention) - _SHOWN} more (--json lists them all)")
+            click.echo("  once fixed, import them again: station sync --requeue ID")
         if r.verify is not None:
             v = r.verify
             verdict = "ok" if v.ok else f"{len(v.missing)} synced here but not listed"
             click.echo(f"  verify: product lists {v.listed}, {v.believed_synced} synced here: {verdict}")
             if v.missing:
                 _ids("missing from the product", v.missing)
+                click.echo("  import them again: station sync --requeue ID")
             if v.listed_but_pending:
                 click.echo(f"  {len(v.listed_but_pending)} pending here are already listed (next sync settles them)")

@@ -314,7 +314,9 @@ class SyncWorker:
         return self._report(tally)
 
     def _stop(self, tally: _Tally, why: str, devices: int, *, fatal: CloudError | None = None) -> DrainReport:
-        log.error("sync stopped: %s", why)
+        # The report and the STOPPED event carry this to whoever reports it (the command's output,
+        # the line's sinks, SyncThread's log): logging it louder here would show it twice.
+        log.info("sync stopped: %s", why)
         self._emit(SyncEvent(SyncEventKind.STOPPED, self.product, devices, message=why))
         return self._report(tally, stopped=why, fatal=fatal)
 
@@ -394,6 +396,7 @@ class SyncThread:
                 return
             self.last_report = report
             if report.fatal is not None:
+                log.error("sync stopped: %s", report.fatal)
                 self.error = report.fatal
                 return
             self._wake.wait(self.idle_poll)

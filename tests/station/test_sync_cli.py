@@ -226,3 +226,50 @@ def test_without_a_product_every_queued_product_is_synced(tmp_path: Path, cloud:
     assert f"product {PRODUCT}: 0 pending, 3 synced" in out
     assert "product second-product: 0 pending, 2 synced" in out
     assert cloud.console.product_device_ids("77") == device_ids(2, start=100)
+
+
+def test_requeue_imports_a_device_again_once_it_is_unclaimed(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    outsider = f"{4096:024x}"
+    cloud.console.state.claim_elsewhere([outsider])
+    make_db(db, [*device_ids(3), outsider])
+    base = ["sync", "--db", str(db), "--product", PRODUCT, "--base-url", cloud.url]
+    env = {"PARTICLE_ACCESS_TOKEN": TOKEN}
+    code, out, _ = run(base, env=env)
+    assert code == 1 and "1 needs-attention" in out
+    assert "once fixed, import them again: station sync --requeue ID" in out
+    # The owner releases the device; the operator puts it back in the queue (case as the console shows it).
+    cloud.console.state.claimed_elsewhere.discard(outsider)
+    code, out, err = run([*base, "--requeue", outsider.upper(), "--json"], env=env)
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["requeued"] == [{"device_id": outsider, "product": PRODUCT, "was": "needs-attention"}]
+    assert report["products"][0]["counts"]["synced"] == 4
+    assert report["products"][0]["run"]["outcomes"] == {"updated": 1}
+    assert outsider in cloud.console.product_device_ids(PRODUCT)
+
+
+def test_requeue_of_a_device_the_product_lost_and_refusals(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(2))
+    base = ["sync", "--db", str(db), "--base-url", cloud.url]
+    env = {"PARTICLE_ACCESS_TOKEN": TOKEN}
+    assert run(base, env=env)[0] == 0
+    lost = device_ids(1)[0]
+    with cloud.client() as client:
+        client._request("DELETE", f"/v1/products/{PRODUCT}/devices/{lost}", scope="devices:remove")
+    code, out, _ = run([*base, "--verify"], env=env)
+    assert code == 1 and "import them again: station sync --requeue ID" in out
+    code, out, _ = run([*base, "--verify", "--requeue", lost], env=env)
+    assert code == 0, out
+    assert f"requeued 1 device(s)\n    {lost}  product {PRODUCT}, was synced" in out
+    assert "verify: product lists 2, 2 synced here: ok" in out
+    # An ID the station never queued changes nothing and says which; --dry-run never writes.
+    with Registry(db) as registry:
+        before = registry.outbox.entries()
+    code, _, err = run([*base, "--requeue", lost, "--requeue", "feedfacefeedfacefeedface"], env=env)
+    assert code == 2 and "not in the sync queue: feedfacefeedfacefeedface" in err
+    code, _, err = run([*base, "--requeue", lost, "--dry-run"], env=env)
+    assert code == 2 and "--dry-run" in err
+    with Registry(db) as registry:
+        assert registry.outbox.entries() == before
