@@ -8,6 +8,7 @@ client-side limiter in front of every request. Retrying is the caller's decision
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,6 +48,8 @@ from station.cloud.token import AccessToken
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 # Error descriptions are shown to people; keep them to one readable line.
 _MAX_DESCRIPTION = 200
+# Secrets shorter than this are redacted only as whole words (see ``redact``).
+_WORD_ONLY_BELOW = 8
 # The API's own limits: scopes named in 401/403 messages so the fix is obvious.
 SCOPE_IMPORT = "devices:import"
 SCOPE_LIST = "devices:list"
@@ -440,7 +443,7 @@ class ParticleCloud:
 
     def _clean(self, text: str) -> str:
         """Server text made safe to show: one line, bounded, and never the token (even echoed back)."""
-        text = text.replace(self._token.reveal(), "***")
+        text = redact(text, self._token.reveal())
         text = "".join(c if c.isprintable() else " " for c in text).strip()
         return text[:_MAX_DESCRIPTION] + ("..." if len(text) > _MAX_DESCRIPTION else "")
 
@@ -466,6 +469,18 @@ def _parse_json(raw: bytes) -> object:
         return json.loads(raw)
     except (ValueError, RecursionError):
         return _UNPARSED
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``***``.
+
+    A short secret (only ever a test token: real ones are 40 characters) is replaced only where it
+    stands as a word of its own, so that a token ``T`` does not turn "Too many requests" into
+    "***oo many requests".
+    """
+    if len(secret) >= _WORD_ONLY_BELOW:
+        return text.replace(secret, "***")
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
 
 
 def _seg(value: str) -> str:

@@ -211,7 +211,8 @@ class CloudConfig:
             kwargs["device_names"] = names_path
         try:
             if "timeouts" in data:
-                kwargs["timeouts"] = Timeouts.from_value(data["timeouts"], where=where)
+                # Named "[cloud]" here like every other check; the except below puts the profile in.
+                kwargs["timeouts"] = Timeouts.from_value(data["timeouts"])
             return cls(**kwargs)  # type: ignore[arg-type]
         except (CloudConfigError, GroupNameError) as exc:
             if where != "[cloud]":

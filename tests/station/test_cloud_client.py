@@ -216,6 +216,17 @@ def test_token_echoed_by_a_server_is_redacted() -> None:
     assert "\x1b" not in str(info.value)
 
 
+def test_a_short_test_token_is_redacted_as_a_word_only() -> None:
+    from station.cloud.client import redact
+
+    # `station sim console --token T` is how people try it: "Too many" must stay readable.
+    assert redact("HTTP 429: Too many requests", "T") == "HTTP 429: Too many requests"
+    assert redact("token T is odd; T", "T") == "token *** is odd; ***"
+    assert redact("x=T&y", "T") == "x=***&y"
+    # A real-length token is removed wherever it appears, even glued to other text.
+    assert redact(f"abc{TOKEN}def", TOKEN) == "abc***def"
+
+
 def test_plain_http_off_loopback_is_refused() -> None:
     with pytest.raises(CloudConfigError, match="loopback"):
         ParticleCloud(AccessToken(TOKEN, source="t"), base_url="http://api.particle.io")

@@ -76,6 +76,7 @@ def test_bad_tables_name_the_key(table: dict[str, object], named: str) -> None:
         CloudConfig.from_mapping(table, where="line1.toml [cloud]")
     assert named in str(info.value)
     assert "line1.toml [cloud]" in str(info.value)
+    assert str(info.value).count("line1.toml") == 1  # the place is named once
     assert info.value.exit_code == 2
 
 
