@@ -1,0 +1,1 @@
+"""The benchflash test suite."""

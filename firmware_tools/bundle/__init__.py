@@ -5,8 +5,9 @@ The station's one call is ``open_verified_bundle``; ``build_release`` + ``write_
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from firmware_tools.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from firmware_tools.bundle.manifest import (
@@ -73,14 +74,7 @@ _EXPORTS = {
     "load_signing_key": "firmware_tools.keys",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

@@ -5,8 +5,9 @@ Nothing here imports esptool until an image is actually parsed or built.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from firmware_tools.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from firmware_tools.esp.builder import build_app_image
@@ -36,14 +37,7 @@ _EXPORTS = {
     "validate_esp_image": "firmware_tools.esp.validate",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [
