@@ -8,6 +8,7 @@ already runs on a device), devices. Token handling, HTTPS and exit codes as ``st
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from station.cloud.token import load_token
 from station.errors import InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
+DEVICE_ID = re.compile(r"[0-9a-f]{24}")
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,17 @@ def _device_json(d: ProductDevice) -> dict[str, Any]:
         "development": d.development,
         "groups": list(d.groups),
     }
+
+
+def _device_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A device ID as the console shows it: 24 hex digits (upper case accepted, sent lower case)."""
+    text = value.strip().lower()
+    if not DEVICE_ID.fullmatch(text):
+        raise InputError(
+            f"{value[:80]!r} is not a device ID",
+            hint="a Particle device ID is 24 hex digits, as `station console devices` lists them",
+        )
+    return text
 
 
 @click.group("console")
@@ -230,7 +243,7 @@ def firmware(as_json: bool, **cloud: Any) -> None:
 
 
 @console.command("lock")
-@click.argument("device_id")
+@click.argument("device_id", callback=_device_id)
 @click.argument("version", type=click.IntRange(1, 0xFFFE))
 @click.option(
     "--now/--on-reset",
@@ -256,7 +269,7 @@ def lock(device_id: str, version: int, flash: bool, as_json: bool, **cloud: Any)
 
 
 @console.command("unlock")
-@click.argument("device_id")
+@click.argument("device_id", callback=_device_id)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
 def unlock(device_id: str, as_json: bool, **cloud: Any) -> None:

@@ -321,13 +321,16 @@ def release_firmware(
     waiting = tuple(d for d in devices if d.desired_firmware_version == version and d.firmware_version != version)
     if not running:
         if waiting:
-            detail = f"locked to it but not running it yet: {_ids(waiting)}"
-            hint = "wait until a test device reconnects running it (or flash it now: station console lock --now)"
+            detail = f"; locked to it but not running it yet: {_ids(waiting)}"
+            hint = (
+                "wait until a test device reconnects running it, or push it now to an online one: "
+                f"station console lock {waiting[0].id} {version} --product {product} --now"
+            )
         else:
-            detail = "and no device is locked to it"
+            detail = ", and no device is locked to it"
             hint = f"lock a test device to it first: station console lock DEVICE_ID {version} --product {product}"
         raise RolloutRefused(
-            f"refusing to release version {version} of product {product}: no device runs it yet; {detail}", hint=hint
+            f"refusing to release version {version} of product {product}: no device runs it yet{detail}", hint=hint
         )
     retry(lambda: client.release_firmware(product, version, groups=names or None, product_default=not names))
     return ReleaseOutcome(product, version, names, running, waiting)

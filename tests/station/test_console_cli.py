@@ -135,7 +135,7 @@ def test_lock_unlock_and_release_rules(setup: Setup) -> None:
     code, _, err = setup.run("release", "3")
     assert code == 1
     line = one_line_error(err)
-    assert "refusing to release version 3 of product 4242: no device runs it yet; and no device is locked to it" in line
+    assert "refusing to release version 3 of product 4242: no device runs it yet, and no device is locked to it" in line
     assert f"station console lock DEVICE_ID 3 --product {PRODUCT}" in line
 
     code, out, err = setup.run("lock", DEV_A, "3", "--on-reset", "--json")
@@ -147,7 +147,9 @@ def test_lock_unlock_and_release_rules(setup: Setup) -> None:
     assert code == 0, err
     code, _, err = setup.run("release", "3")
     assert code == 1
-    assert f"locked to it but not running it yet: {DEV_A} (runs nothing yet, offline)" in one_line_error(err)
+    line = one_line_error(err)
+    assert f"no device runs it yet; locked to it but not running it yet: {DEV_A} (runs nothing yet, offline)" in line
+    assert f"station console lock {DEV_A} 3 --product {PRODUCT} --now" in line
 
     report_running_firmware(setup.console, PRODUCT, DEV_A, setup.console.state.firmware[4242][3].data)
     code, out, err = setup.run("release", "3", "--json")
@@ -237,6 +239,18 @@ def test_bad_input_exits_2(setup: Setup) -> None:
     assert result.exit_code == 2 and "no product: pass --product" in result.stderr
     code, _, err = setup.run("lock", DEV_A, "0")
     assert code == 2
+    # A device ID is 24 hex digits: anything else is a typo, said before any request is sent.
+    before = setup.console.stats().requests
+    for command in (("lock", "../../x", "3"), ("unlock", "e00fce68-not-an-id"), ("lock", DEV_A[:-1], "3")):
+        code, _, err = setup.run(*command)
+        assert code == 2 and "not a device ID" in one_line_error(err), err
+    assert setup.console.stats().requests == before
+    # Upper case, as some tools print IDs, is the same device.
+    assert setup.upload()[0] == 0
+    code, out, err = setup.run("lock", DEV_A.upper(), "3", "--json")
+    assert code == 0, err
+    device = setup.console.product_device(PRODUCT, DEV_A)
+    assert json.loads(out)["id"] == DEV_A and device is not None and device.desired_firmware_version == 3
 
 
 def test_profile_supplies_product_and_trusted_keys(setup: Setup) -> None:
