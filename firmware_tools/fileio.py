@@ -22,7 +22,7 @@ def write_atomic(path: str | Path, data: bytes, *, mode: int | None = None) -> N
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
-        raise FirmwareError("is a folder; give a file name to write", file=str(target))
+        raise FirmwareError("cannot write: it is a folder", file=str(target), hint="give a file name")
     final_mode = default_mode(target) if mode is None else mode
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)

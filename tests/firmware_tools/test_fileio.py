@@ -56,7 +56,7 @@ def test_an_explicit_mode_wins(tmp_path: Path, umask_022: None) -> None:
 
 
 def test_a_folder_or_a_missing_folder_is_a_one_line_error_and_leaves_nothing(tmp_path: Path) -> None:
-    with pytest.raises(FirmwareError, match="is a folder"):
+    with pytest.raises(FirmwareError, match="cannot write: it is a folder"):
         write_atomic(tmp_path, b"abc")
     with pytest.raises(FirmwareError, match="cannot write: No such file or directory"):
         write_atomic(tmp_path / "missing" / "x.bin", b"abc")
