@@ -161,6 +161,9 @@ class SyncWorker:
         skip: set[str] = set()
         splits: deque[list[str]] = deque()  # halves of a refused batch, sent before new batches
         consecutive = 0
+        # A cloud that refuses every request (not some IDs) would otherwise be asked twice per device.
+        refused_alone = 0
+        refusal_limit = max_failures if max_failures is not None else DEFAULT_MAX_FAILURES
 
         def stopping() -> bool:
             return stop is not None and stop.is_set()
@@ -198,9 +201,17 @@ class SyncWorker:
                     return self._stop(tally, str(exc), len(batch), fatal=exc)
                 except CloudRejected as exc:
                     consecutive = 0
-                    self._bisect(batch, exc, splits, skip, tally)
+                    if self._bisect(batch, exc, splits, skip, tally):
+                        refused_alone += 1
+                        if refused_alone >= refusal_limit:
+                            why = (
+                                f"the cloud refused {refused_alone} devices in a row, each on its own: it refuses "
+                                f"every request, not some IDs; last: {exc}"
+                            )
+                            return self._stop(tally, why, len(batch))
                     continue
                 consecutive = 0
+                refused_alone = 0
                 if upcoming and not stopping():
                     inflight = (upcoming, False, self._submit(sender, upcoming, tally))
                 self._record(batch, result.outcomes(batch), tally, skip)
@@ -221,18 +232,20 @@ class SyncWorker:
 
     def _bisect(
         self, batch: list[str], exc: CloudRejected, splits: deque[list[str]], skip: set[str], tally: _Tally
-    ) -> None:
-        """A refused batch goes again in halves; an ID refused on its own is skipped for this run."""
+    ) -> bool:
+        """A refused batch goes again in halves; an ID refused on its own is skipped for this run
+        (returns True then)."""
         self.outbox.note_error(self.product, batch, f"batch refused: {exc}")
         self._emit(SyncEvent(SyncEventKind.REJECTED, self.product, len(batch), message=str(exc)))
         if len(batch) > 1:
             half = len(batch) // 2
             splits.appendleft(batch[half:])
             splits.appendleft(batch[:half])
-        else:
-            skip.update(batch)
-            tally.rejected += batch
-            log.warning("sync: %s refused on its own: %s", batch[0], exc)
+            return False
+        skip.update(batch)
+        tally.rejected += batch
+        log.warning("sync: %s refused on its own: %s", batch[0], exc)
+        return True
 
     def _next_batch(self, skip: set[str], also_skip: Sequence[str] = ()) -> list[str]:
         excluded = skip.union(also_skip) if also_skip else skip

@@ -290,6 +290,17 @@ def test_an_id_refused_on_its_own_stays_pending_and_is_reported(registry: Regist
     assert "identifier too long" in (entry.last_error or "") and entry.tries >= 1
 
 
+def test_a_cloud_that_refuses_every_request_is_not_asked_twice_per_device(registry: Registry, cloud: Cloud) -> None:
+    bulk_enqueue(registry, device_ids(1000))
+    _replace_import_route(cloud, lambda console, call: error(400, "invalid_request", "API change"))
+    report = worker_for(registry, cloud, batch_size=500).drain()
+    assert report.stopped is not None and "refused 8 devices in a row, each on its own" in report.stopped
+    assert "API change" in report.stopped
+    # Bisecting all 1,000 would take about 2,000 requests; a systematic refusal is seen in a few dozen.
+    assert cloud.console.stats().requests < 40
+    assert registry.outbox.counts(PRODUCT)[OutboxState.PENDING] == 1000
+
+
 def test_unmentioned_ids_stay_pending(registry: Registry, cloud: Cloud) -> None:
     ids = device_ids(4)
     bulk_enqueue(registry, ids)
