@@ -273,3 +273,27 @@ def test_requeue_of_a_device_the_product_lost_and_refusals(tmp_path: Path, cloud
     assert code == 2 and "--dry-run" in err
     with Registry(db) as registry:
         assert registry.outbox.entries() == before
+
+
+def test_a_rejected_token_is_said_once_in_a_real_process(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(3))
+    secret = "e" * 40
+    env = {**os.environ, "PARTICLE_ACCESS_TOKEN": secret, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    station = "import sys; from station.cli import main; sys.argv[0] = 'station'; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", station, "sync", "--db", str(db), "--base-url", cloud.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"product {PRODUCT}: 3 pending")
+    # One line says what failed and how to fix it: not the log, the summary and the error each.
+    assert (done.stdout + done.stderr).count("invalid_token") == 1, done.stdout + done.stderr
+    assert (
+        done.stderr.startswith("station: error: POST /v1/products/4242/devices: HTTP 401")
+        and "devices:import" in done.stderr
+    )
+    assert secret not in done.stdout + done.stderr
