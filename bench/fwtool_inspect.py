@@ -1,8 +1,10 @@
 """fwtool inspect speed: whole-process wall time on one file and on the whole corpus in one process.
 
 Targets (issue 2): one file under 0.15 s, the corpus under 0.5 s. Also files per second, and the
-same work with Particle's own `particle binary inspect` where particle-cli is installed (issue 7).
-Run with `make bench` or `.venv/bin/python bench/inspect.py`.
+same work with Particle's own `particle binary inspect` where particle-cli is installed (issue 7):
+on PATH, or named by PARTICLE_CLI (e.g. `npm install --prefix /tmp/pcli particle-cli`, then
+PARTICLE_CLI=/tmp/pcli/node_modules/.bin/particle). It runs with --no-update-check, so no network.
+Run with `make bench` or `.venv/bin/python bench/fwtool_inspect.py`.
 """
 
 from __future__ import annotations
@@ -50,22 +52,22 @@ def main() -> None:
         f"inspect --json, {len(files)} files:     {t_all:.3f} s  (target {CORPUS_TARGET} s: "
         f"{t_all / CORPUS_TARGET:.2f}x); {len(files) / t_all:.0f} files/s"
     )
-    particle = shutil.which("particle")
+    particle = os.environ.get("PARTICLE_CLI") or shutil.which("particle")
     if particle:
         pfiles = [str(f) for f in sorted(CORPUS.glob("particle/*.bin"))]
-        t_p_one = wall([particle, "binary", "inspect", str(one)])
+        t_p_one = wall([particle, "--no-update-check", "binary", "inspect", str(one)])
         speedup = t_p_one / t_one
         print(f"particle binary inspect, one:  {t_p_one:.3f} s  (benchflash is {speedup:.1f}x faster)")
         start = time.perf_counter()
         for f in pfiles:
-            subprocess.run([particle, "binary", "inspect", f], capture_output=True, check=False)
+            subprocess.run([particle, "--no-update-check", "binary", "inspect", f], capture_output=True, check=False)
         t_p_all = time.perf_counter() - start
         print(
             f"particle binary inspect, {len(pfiles)} files (one process each): {t_p_all:.2f} s; "
             f"{len(pfiles) / t_p_all:.1f} files/s"
         )
     else:
-        print("particle-cli not installed: no comparison with `particle binary inspect`")
+        print("particle-cli not installed (PATH or PARTICLE_CLI): no comparison with `particle binary inspect`")
 
 
 if __name__ == "__main__":
