@@ -75,7 +75,13 @@ def sim_console(
     latency: float,
     max_import: int | None,
 ) -> None:
-    """Serve the product device endpoints of the Particle Cloud API for the station and other tools."""
+    """Serve the Particle Cloud API's product endpoints (device import and listing, firmware, release,
+    device update, groups) for the station and other tools.
+
+    \b
+    A device reports the product firmware it runs (as a real one does at its handshake) with:
+      POST /sim/products/PRODUCT/devices/DEVICE_ID/handshake  {"firmware_version": N}
+    """
     host, port = parse_listen(listen)
     try:
         console = SimConsole.with_product(
@@ -100,6 +106,10 @@ def sim_console(
     product = console.state.products[product_id]
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C: state saved
     click.echo(f"simulated console on {server.url} (product {product.id}, slug {product.slug}); Ctrl-C stops it")
+    click.echo(
+        f"a device reports what it runs: POST {server.url}/sim/products/{product.id}/devices/DEVICE_ID/handshake"
+        ' {"firmware_version": N}'
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -8,6 +8,9 @@ when at least one device of the product runs it; group names are lowercase lette
 ``_``, at most 64 characters. Which firmware a device is targeted with follows the documented
 precedence: development devices nothing, then the locked version, then the highest release to one
 of its groups, then the product default.
+
+One route is the simulator's own, outside ``/v1``: ``POST /sim/products/:p/devices/:id/handshake``
+with ``{"firmware_version": N}``, how a simulated device (or a person with curl) reports what it runs.
 """
 
 from __future__ import annotations
@@ -327,6 +330,37 @@ def _update_device(console: SimConsole, call: Call) -> ApiResponse:
     return ApiResponse(200, _device_json(console.state, pid, device))
 
 
+# -- the simulator's own door: a device reports what it runs -------------------------------------
+
+# Not a Particle API path (hence outside /v1): a real device tells the cloud at its handshake, a
+# simulated one, or a person trying the rollout with `station sim console`, tells it here.
+HANDSHAKE_PATH = "/sim/products/{product}/devices/{device_id}/handshake"
+
+
+def _sim_handshake(console: SimConsole, call: Call) -> ApiResponse:
+    """Body ``{"firmware_version": N or null, "online": true}``: the device connects running N."""
+    assert call.product is not None
+    pid = call.product.id
+    device_id = call.params["device_id"].lower()
+    if device_id not in console.state.devices[pid]:
+        return error(404, "not_found", f"Device {device_id} is not in product {pid}.")
+    body = _json_body(call)
+    if isinstance(body, ApiResponse):
+        return body
+    if "firmware_version" not in body:
+        return error(400, "invalid_request", "firmware_version is required (an integer, or null for none).")
+    raw = body["firmware_version"]
+    version = None if raw is None else _as_int(raw)
+    if raw is not None and (version is None or not 1 <= version <= MAX_VERSION):
+        return error(400, "invalid_request", f"firmware_version must be 1 to {MAX_VERSION}, or null.")
+    online = _as_bool(body.get("online", True))
+    if online is None:
+        return error(400, "invalid_request", "online must be true or false.")
+    console.device_handshake(str(pid), device_id, version, online=online)
+    device = console.state.devices[pid].by_id[device_id]
+    return ApiResponse(200, _device_json(console.state, pid, device))
+
+
 # -- groups --------------------------------------------------------------------------------------
 
 
@@ -384,4 +418,6 @@ ROLLOUT_ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/products/{product}/groups", _list_groups, scope="groups:list"),
     Route("POST", "/v1/products/{product}/groups", _create_group, scope="groups:create", mutates=True),
     Route("GET", "/v1/products/{product}/groups/{group}", _get_group, scope="groups:get"),
+    # device_handshake saves the state file itself.
+    Route("POST", HANDSHAKE_PATH, _sim_handshake, scope="devices:get"),
 )

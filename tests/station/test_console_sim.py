@@ -204,3 +204,32 @@ def test_state_with_firmware_and_groups_survives_a_restart(served: tuple[SimCons
     device = again.devices[4242].by_id[DEV_A]
     assert (device.firmware_version, device.online, device.groups) == (3, True, ("pilot",))
     assert ConsoleState.from_json(again.to_json()).to_json() == again.to_json()
+
+
+def test_a_device_reports_what_it_runs_through_the_simulators_own_route(
+    served: tuple[SimConsole, ParticleCloud], tmp_path: Path
+) -> None:
+    """What a person trying the rollout against `station sim console` does in place of a real device."""
+    _, client = served
+    client.upload_firmware(PRODUCT, version=3, title="v3", binary=app(3))
+    client.lock_device(PRODUCT, DEV_A, 3, flash=False)
+    url = f"{client.base_url}/sim/products/{PRODUCT}/devices/{DEV_A.upper()}/handshake"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(timeout=5) as http:
+        assert http.post(url, json={"firmware_version": 3}).status_code == 401
+        for bad in ({}, {"firmware_version": "three"}, {"firmware_version": 0}, {"firmware_version": 3, "online": 2}):
+            answer = http.post(url, json=bad, headers=auth)
+            assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", bad
+        assert (
+            http.post(
+                url.replace(DEV_A.upper(), DEV_B[:-1] + "f"), json={"firmware_version": 3}, headers=auth
+            ).status_code
+            == 404
+        )
+        answer = http.post(url, json={"firmware_version": 3}, headers=auth)
+    assert answer.status_code == 200
+    assert answer.json()["firmware_version"] == 3 and answer.json()["targeted_firmware_release_version"] == 3
+    device = client.get_device(PRODUCT, DEV_A)
+    assert (device.firmware_version, device.online) == (3, True)
+    client.release_firmware(PRODUCT, 3, product_default=True)  # the rule is met: a device runs it
+    assert ConsoleState.load(tmp_path / "console.json").devices[4242].by_id[DEV_A].firmware_version == 3
