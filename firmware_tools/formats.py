@@ -7,6 +7,7 @@ Commands never trust a file name: ``read_firmware`` unwraps Intel HEX by content
 from __future__ import annotations
 
 import importlib
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -63,20 +64,24 @@ def read_firmware(path: str | Path) -> FirmwareFile:
     """Read a .bin or Intel HEX file (told apart by content), bounded in size."""
     p = Path(path)
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as exc:
         raise FormatError(f"cannot read: {exc.strerror}", file=str(p)) from exc
-    if size == 0:
-        raise FormatError("file is empty", file=str(p), hint="was the build or the copy interrupted?")
-    if size > MAX_FIRMWARE_BYTES:
-        raise FormatError(
-            f"file is {size} bytes, larger than the {MAX_FIRMWARE_BYTES} a firmware image may be",
-            file=str(p),
-        )
+    if stat.S_ISDIR(st.st_mode):
+        raise FormatError("is a folder, not a firmware file", file=str(p))
+    too_large = f"larger than the {MAX_FIRMWARE_BYTES} bytes a firmware image may be"
+    if st.st_size > MAX_FIRMWARE_BYTES:
+        raise FormatError(f"file is {st.st_size} bytes, {too_large}", file=str(p))
     try:
-        raw = p.read_bytes()
+        # Bounded even where the size was not known up front (a pipe, a device).
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_FIRMWARE_BYTES + 1)
     except OSError as exc:
         raise FormatError(f"cannot read: {exc.strerror}", file=str(p)) from exc
+    if len(raw) > MAX_FIRMWARE_BYTES:
+        raise FormatError(f"file is {too_large}", file=str(p))
+    if not raw:
+        raise FormatError("file is empty", file=str(p), hint="was the build or the copy interrupted?")
     from firmware_tools import ihex
 
     if ihex.looks_like_ihex(raw):

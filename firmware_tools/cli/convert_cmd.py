@@ -29,14 +29,13 @@ def _address(text: str | None) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def convert(source: Path, target: Path, address: str | None, as_json: bool) -> None:
     """Convert SOURCE to TARGET: Intel HEX becomes a flat binary, a binary becomes Intel HEX."""
-    from firmware_tools.cli.stamp_cmd import same_file
+    from firmware_tools.cli.common import refuse_overwriting
     from firmware_tools.fileio import write_atomic
     from firmware_tools.formats import read_firmware
     from firmware_tools.ihex import bin_to_hex
 
     load_address = _address(address)
-    if same_file(source, target):
-        raise FirmwareError("refusing to overwrite the input with its conversion", file=str(target))
+    refuse_overwriting(source, target, how="choose another TARGET")
     firmware = read_firmware(source)
     if firmware.container == "ihex":
         if load_address is not None:
@@ -53,6 +52,7 @@ def convert(source: Path, target: Path, address: str | None, as_json: bool) -> N
                 exc.args = (exc.one_line(),)
                 raise
         out, kind, at = bin_to_hex(firmware.data, load_address), "ihex", load_address
+    _check_target_name(source, target, kind)
     write_atomic(target, out)
     if as_json:
         record = {
@@ -67,3 +67,17 @@ def convert(source: Path, target: Path, address: str | None, as_json: bool) -> N
         where = f" at {at:#x}" if at is not None else ""
         label = "Intel HEX" if kind == "ihex" else "binary"
         click.echo(f"wrote {target}: {len(firmware.data)} bytes as {label}{where}")
+
+
+# Names that say the opposite of what would be written: almost always a swapped SOURCE and TARGET.
+_SUFFIXES = {"bin": (".hex", ".ihex"), "ihex": (".bin",)}
+
+
+def _check_target_name(source: Path, target: Path, kind: str) -> None:
+    if target.suffix.lower() in _SUFFIXES[kind]:
+        what = "a flat binary" if kind == "bin" else "Intel HEX"
+        was = "Intel HEX" if kind == "bin" else "a binary"
+        raise click.UsageError(
+            f"{source} is {was}, so {target} would hold {what} despite its name; "
+            "the direction is told by SOURCE's content (did you swap SOURCE and TARGET?)"
+        )

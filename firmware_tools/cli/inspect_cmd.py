@@ -43,7 +43,8 @@ def summarize_file(path: Path) -> list[str]:
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+# Not click.Path(dir_okay=False): a folder among the files is reported like any other unusable file.
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
 @click.pass_context
 def inspect(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:

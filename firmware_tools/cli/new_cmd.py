@@ -51,13 +51,11 @@ def new(directory: Path, product_id: int, product_version: int, platform: str, n
 @click.pass_context
 def check_source(ctx: click.Context, directory: Path, binary: Path, as_json: bool) -> None:
     """Check that PRODUCT_ID / PRODUCT_VERSION in DIRECTORY's source match what BINARY carries."""
-    from firmware_tools.formats import read_firmware
-    from firmware_tools.particle import parse_module
+    from firmware_tools.cli.common import read_particle_module
     from firmware_tools.project_source import find_product_macros
 
     macros = find_product_macros(directory)
-    firmware = read_firmware(binary)
-    module = parse_module(firmware.data, name=str(binary))
+    _, module = read_particle_module(binary)
     if macros.product_version is None:
         raise FirmwareError(
             "no PRODUCT_VERSION(...) in the source",

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from firmware_tools.cli.common import platform_option, refuse_overwriting
+from firmware_tools.errors import FirmwareError
+
 _FUNCTIONS = (
     "user-part",
     "asset",
@@ -39,13 +42,18 @@ def _dependency(text: str) -> tuple[int, int, int]:
     function = int(ModuleFunction[key]) if named else (_int(func_text, "--dependency") or 0)
     index, version = _int(index_text, "--dependency"), _int(version_text, "--dependency")
     assert index is not None and version is not None
+    for label, value, top in (("function", function, 0xFF), ("index", index, 0xFF), ("version", version, 0xFFFF)):
+        if not 0 <= value <= top:
+            raise click.BadParameter(f"{text!r}: {label} {value} is outside 0..{top}", param_hint="--dependency")
     return function, index, version
 
 
 @click.command()
 @click.argument("payload", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--platform", required=True, help="Particle platform, by name (argon) or id (12).")
+@click.option(
+    "--platform", required=True, callback=platform_option, help="Particle platform, by name (argon) or id (12)."
+)
 @click.option("--function", "function_name", type=click.Choice(_FUNCTIONS), default="user-part", show_default=True)
 @click.option("--index", type=click.IntRange(0, 255), default=1, show_default=True, help="Module index.")
 @click.option("--address", help="Start address (default: where the platform links its user part).")
@@ -60,7 +68,7 @@ def _dependency(text: str) -> tuple[int, int, int]:
 def pack(
     payload: Path,
     output: Path,
-    platform: str,
+    platform: int,
     function_name: str,
     index: int,
     address: str | None,
@@ -76,25 +84,34 @@ def pack(
     """Wrap the raw bytes of PAYLOAD into a module for a platform, and write it atomically to OUTPUT."""
     from firmware_tools.fileio import write_atomic
     from firmware_tools.formats import read_firmware
-    from firmware_tools.particle import Dependency, ModuleFunction, pack_module, parse_module, platform_id_from
+    from firmware_tools.particle import Dependency, ModuleFunction, pack_module, parse_module
     from firmware_tools.particle.report import module_json
 
     function = ModuleFunction[function_name.upper().replace("-", "_")]
     if function == ModuleFunction.ASSET and asset_name is None:
         raise click.UsageError("--function asset needs --asset-name")
     deps = [Dependency(*_dependency(text)) for text in dependencies]
-    data = pack_module(
-        read_firmware(payload).data,
-        platform_id=platform_id_from(platform),
-        function=function,
-        index=index,
-        start_address=_int(address, "--address"),
-        module_version=module_version,
-        product_id=None if no_product_fields else product_id,
-        product_version=None if no_product_fields else product_version,
-        dependencies=deps,
-        asset_name=asset_name,
-    )
+    refuse_overwriting(payload, output, how="choose another -o OUTPUT")
+    payload_data = read_firmware(payload).data
+    try:
+        data = pack_module(
+            payload_data,
+            platform_id=platform,
+            function=function,
+            index=index,
+            start_address=_int(address, "--address"),
+            module_version=module_version,
+            product_id=None if no_product_fields else product_id,
+            product_version=None if no_product_fields else product_version,
+            dependencies=deps,
+            asset_name=asset_name,
+        )
+    except FirmwareError as exc:
+        # The library says "the start address"; here it is an option.
+        if exc.hint == "pass the start address":
+            exc.hint = "pass --address"
+            exc.args = (exc.one_line(),)
+        raise
     module = parse_module(data, name=str(output))
     if as_hex:
         from firmware_tools.ihex import bin_to_hex

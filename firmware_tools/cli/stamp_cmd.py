@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
+from firmware_tools.cli.common import read_particle_module, refuse_overwriting
 from firmware_tools.errors import FirmwareError
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def write_firmware(path: Path, data: bytes, *, container: str, address: int | None) -> None:
@@ -43,17 +36,15 @@ def set_product(
 
     The SHA-256 and CRC-32 are recomputed; the output is written atomically, in FILE's container.
     """
-    from firmware_tools.formats import read_firmware
     from firmware_tools.particle import parse_module, stamp_product
 
     if in_place == (output is not None):
         raise click.UsageError("give exactly one of -o OUT or --in-place")
     target = file if in_place else output
     assert target is not None
-    if not in_place and same_file(file, target):
-        raise FirmwareError("refusing to overwrite the input", file=str(target), hint="pass --in-place to mean it")
-    firmware = read_firmware(file)
-    original = parse_module(firmware.data, name=str(file))
+    if not in_place:
+        refuse_overwriting(file, target)
+    firmware, original = read_particle_module(file)
     before = original.suffix
     if original.product_id_meaning == "platform-id" and product_id != before.product_id:
         click.echo(

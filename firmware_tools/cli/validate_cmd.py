@@ -8,32 +8,26 @@ from pathlib import Path
 import click
 
 from firmware_tools.checks import Check, Expectations
+from firmware_tools.cli.common import chip_option, platform_option
 from firmware_tools.errors import FirmwareError
 
 _MARK = {True: "ok  ", False: "FAIL", None: "n/a "}
 
 
-def _platform(value: str | None) -> int | None:
-    if value is None:
-        return None
-    from firmware_tools.particle.constants import platform_id_from
-
-    return platform_id_from(value)
-
-
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--platform", help="Expected Particle platform, by name (argon) or id (12).")
+# Not click.Path(dir_okay=False): a folder among the files is reported like any other unusable file.
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--platform", callback=platform_option, help="Expected Particle platform, by name (argon) or id (12).")
 @click.option("--product-id", type=click.IntRange(0, 0xFFFF), help="Expected product id.")
 @click.option("--product-version", type=click.IntRange(0, 0xFFFF), help="Expected product version.")
-@click.option("--chip", help="Expected ESP chip (esp32, esp32c3, ...).")
+@click.option("--chip", callback=chip_option, help="Expected ESP chip (esp32, esp32c3, ...).")
 @click.option("--version", "app_version", help="Expected ESP app version string.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
 @click.pass_context
 def validate(
     ctx: click.Context,
     files: tuple[Path, ...],
-    platform: str | None,
+    platform: int | None,
     product_id: int | None,
     product_version: int | None,
     chip: str | None,
@@ -47,7 +41,7 @@ def validate(
     from firmware_tools.formats import detect, read_firmware
 
     expect = Expectations(
-        platform=_platform(platform),
+        platform=platform,
         product_id=product_id,
         product_version=product_version,
         chip=chip,

@@ -27,13 +27,16 @@ def check_image(image: EspImage, expect: Expectations) -> ValidationReport:
         checks.append(_chip(image, expect.chip))
     if expect.version is not None:
         checks.append(_version(image, expect.version))
-    for field, asked in (
-        ("platform", expect.platform),
-        ("product_id", expect.product_id),
-        ("product_version", expect.product_version),
+    # Asking for a Particle platform or product of an ESP image is asking for another file: a
+    # factory must never take it for the binary it expected, so these fail rather than pass unchecked.
+    for field, label, asked in (
+        ("expected-platform", "platform", expect.platform),
+        ("expected-product-id", "product id", expect.product_id),
+        ("expected-product-version", "product version", expect.product_version),
     ):
         if asked is not None:
-            checks.append(Check(field, None, f"an ESP image has no Particle {field}; not checked"))
+            reason = f"an ESP image for {image.chip} is not a Particle module: no {label} (expected {asked})"
+            checks.append(Check(field, False, reason))
     return ValidationReport(tuple(checks))
 
 

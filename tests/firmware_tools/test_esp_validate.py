@@ -56,11 +56,14 @@ def test_version_asked_of_an_image_without_descriptor_fails() -> None:
     assert _check(report, "descriptor").ok is None
 
 
-def test_particle_expectations_do_not_apply() -> None:
+def test_particle_expectations_fail_on_an_esp_image() -> None:
+    # `fwtool validate app.bin --platform photon` on an ESP image must not pass: it is not that binary.
     report = validate_esp_image(build_app_image(), Expectations(platform=6, product_id=5, product_version=2))
-    for name in ("platform", "product_id", "product_version"):
-        assert _check(report, name).ok is None
-    assert report.ok
+    for name in ("expected-platform", "expected-product-id", "expected-product-version"):
+        check = _check(report, name)
+        assert check.ok is False and "not a Particle module" in check.reason
+    assert not report.ok
+    assert validate_esp_image(build_app_image(), Expectations()).ok
 
 
 def test_corruption_fails_checksum_and_hash() -> None:

@@ -1,0 +1,127 @@
+"""fwtool on the wrong thing, the way users get it wrong: each mistake is one line, the right exit
+code, the option or file named, and nothing written over an input."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from firmware_tools.cli import main
+from firmware_tools.esp import build_app_image
+from firmware_tools.particle import pack_module
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(autouse=True)
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    path = tmp_path / "app.bin"
+    path.write_bytes(pack_module(bytes(range(256)) * 8, platform_id=12, product_id=1234, product_version=7))
+    return path
+
+
+@pytest.fixture
+def esp_app(tmp_path: Path) -> Path:
+    path = tmp_path / "esp-app.bin"
+    path.write_bytes(build_app_image(chip="esp32s3", version="1.0.0"))
+    return path
+
+
+def test_outputs_are_readable_like_any_file_the_user_makes(app: Path, tmp_path: Path) -> None:
+    out = tmp_path / "stamped.bin"
+    code, _, err = run("set-product", str(app), "--product-id", "5", "--product-version", "2", "-o", str(out))
+    assert code == 0, err
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_pack_never_writes_over_its_payload(tmp_path: Path) -> None:
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"\x42" * 1000)
+    code, _, err = run("pack", str(payload), "--platform", "argon", "-o", str(payload))
+    assert code == 2
+    assert "refusing to overwrite the input" in err and "payload.bin" in err
+    assert payload.read_bytes() == b"\x42" * 1000
+
+
+def test_pack_says_which_option_is_wrong(tmp_path: Path) -> None:
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"\x42" * 1000)
+    out = str(tmp_path / "m.bin")
+    code, _, err = run("pack", str(payload), "--platform", "argonn", "-o", out)
+    assert code == 2 and "--platform" in err and "unknown platform 'argonn'" in err
+    code, _, err = run("pack", str(payload), "--platform", "argon", "--function", "system-part", "-o", out)
+    assert code == 2 and "pass --address" in err
+    code, _, err = run("pack", str(payload), "--platform", "argon", "--dependency", "system-part:1:99999", "-o", out)
+    assert code == 2 and "--dependency" in err and "version 99999" in err
+    assert not Path(out).exists()
+
+
+def test_convert_refuses_a_target_named_for_the_other_format(app: Path, tmp_path: Path) -> None:
+    hex_file = tmp_path / "app.hex"
+    assert run("convert", str(app), str(hex_file))[0] == 0
+    # Swapped arguments: the HEX would be converted to a binary named .hex.
+    code, _, err = run("convert", str(hex_file), str(tmp_path / "back.hex"))
+    assert code == 2 and "swap SOURCE and TARGET" in err
+    code, _, err = run("convert", str(app), str(tmp_path / "other.bin"))
+    assert code == 2 and "Intel HEX despite its name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.bin", "app.hex"]
+
+
+def test_validate_unknown_chip_or_platform_is_a_usage_error(esp_app: Path) -> None:
+    code, _, err = run("validate", str(esp_app), "--chip", "esp99")
+    assert code == 2 and "--chip" in err and "unknown chip 'esp99'" in err
+    code, _, err = run("validate", str(esp_app), "--platform", "nosuch")
+    assert code == 2 and "--platform" in err
+
+
+def test_validate_an_esp_image_as_a_particle_binary_fails(esp_app: Path) -> None:
+    code, out, _ = run("validate", str(esp_app), "--platform", "argon", "--product-version", "3")
+    assert code == 1
+    assert "FAILED: expected-platform, expected-product-version" in out
+    code, out, _ = run("validate", str(esp_app), "--chip", "ESP32-S3", "--version", "1.0.0")
+    assert code == 0, out
+
+
+def test_a_folder_among_the_files_is_one_unusable_file(app: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "build"
+    folder.mkdir()
+    for command in ("inspect", "validate"):
+        code, out, _ = run(command, "--json", str(app), str(folder))
+        records = json.loads(out)
+        assert code == 2
+        assert [r["file"] for r in records] == [str(app), str(folder)]
+        assert "error" not in records[0]
+        assert records[1]["error"] == f"{folder}: is a folder, not a firmware file"
+        code, _, err = run(command, str(folder))
+        assert code == 2 and "is a folder" in err and "Usage:" not in err
+
+
+def test_particle_commands_name_the_format_they_were_given(esp_app: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.bin"
+    code, _, err = run("set-product", str(esp_app), "--product-id", "1", "--product-version", "2", "-o", str(out))
+    assert code == 2
+    assert "this is an ESP image, not a Particle module" in err and "set-version" in err
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "app.cpp").write_text("PRODUCT_VERSION(2);\n")
+    code, _, err = run("check-source", str(source), str(esp_app))
+    assert code == 2 and "this is an ESP image, not a Particle module" in err
+    assert not out.exists()
