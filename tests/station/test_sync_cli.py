@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from station.cli import main
@@ -297,3 +298,46 @@ def test_a_rejected_token_is_said_once_in_a_real_process(tmp_path: Path, cloud: 
         and "devices:import" in done.stderr
     )
     assert secret not in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_station_run_imports_as_it_goes_and_a_run_without_token_leaves_them_for_sync(
+    tmp_path: Path, cloud: Cloud
+) -> None:
+    from station.demo.sample_release import make_sample_release
+
+    release = make_sample_release(tmp_path, target="argon", product_id=int(PRODUCT), product_version=3)
+    profile = tmp_path / "line.toml"
+    profile.write_text(
+        f'station_id = "line-1"\nbundle = "{release.bundle.name}"\ntrusted_keys = ["release.pub"]\n'
+        f'operator = "ana"\n[cloud]\nproduct = "{PRODUCT}"\nbase_url = "{cloud.url}"\ntoken_env = "ACME_TOKEN"\n'
+    )
+    db = tmp_path / "station.db"
+    env = {k: v for k, v in os.environ.items() if k != "ACME_TOKEN"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    station = [sys.executable, "-m", "station.cli"]
+    run_args = [*station, "run", "--profile", str(profile), "--db", str(db), "--json", "--no-timing"]
+
+    # The factory's uplink token is missing: the line still flashes and queues every PASS.
+    offline = subprocess.run(
+        [*run_args, "--simulate", "argon-dfu:2", "--duration", "2"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert offline.returncode == 0, offline.stderr
+    assert "cloud sync off" in offline.stderr and "ACME_TOKEN" in offline.stderr
+    assert cloud.console.stats().import_requests == 0
+
+    # With the token, the next run imports its boards while it runs, and the queue from before too.
+    env["ACME_TOKEN"] = TOKEN
+    online = subprocess.run(
+        [*run_args, "--simulate", "argon-dfu:1", "--duration", "2"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert online.returncode == 0, online.stderr
+    events = [json.loads(line) for line in online.stdout.splitlines() if line.strip()]
+    assert any(e["event"] == "sync" and e["what"] == "sync-batch" for e in events)
+    assert TOKEN not in online.stdout + online.stderr
+    assert cloud.console.product_device_ids(PRODUCT)
+    # Whatever the run's end left queued (a slow machine), `station sync` settles; none goes twice.
+    code, out, _ = run(["sync", "--db", str(db), "--profile", str(profile), "--verify"], env={"ACME_TOKEN": TOKEN})
+    assert code == 0 and "0 pending, 3 synced" in out and "verify: product lists 3, 3 synced here: ok" in out
+    added = cloud.console.stats().added
+    assert len(added) == 3 and set(added.values()) == {1}
