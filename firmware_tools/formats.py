@@ -108,13 +108,21 @@ def detect(data: bytes, *, name: str | None = None) -> FirmwareFormat:
     """The format ``data`` is in, judged by content alone."""
     best: FirmwareFormat | None = None
     best_score = 0
-    for fmt in all_formats():
+    formats = all_formats()
+    for fmt in formats:
         score = fmt.sniff(data)
         if score > best_score:
             best, best_score = fmt, score
     if best is None:
+        # A format may recognise what is nearly its own (cut short, encrypted) and say so.
+        hints = (getattr(fmt, "near_miss", _no_hint)(data) for fmt in formats)
         raise FormatError(
-            "not a firmware image benchflash knows (Particle module, ESP image or Intel HEX)",
+            "not a firmware image benchflash knows (Particle module, ESP image, Intel HEX or release bundle)",
             file=name,
+            hint=next((h for h in hints if h), None),
         )
     return best
+
+
+def _no_hint(data: bytes) -> str | None:
+    return None

@@ -19,6 +19,14 @@ class EspImageFormat:
     def sniff(self, data: bytes) -> int:
         return sniff_score(data)
 
+    def near_miss(self, data: bytes) -> str | None:
+        """Why bytes that sniff as nothing may still be an ESP image: a flash-encrypted one."""
+        from firmware_tools.esp.encryption import looks_flash_encrypted
+
+        if looks_flash_encrypted(data):
+            return "it looks like a flash-encrypted ESP image (ciphertext, no image header); use the plaintext image"
+        return None
+
     def inspect(self, data: bytes) -> dict[str, object]:
         from firmware_tools.esp.image import parse_esp_image
 

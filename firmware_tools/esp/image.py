@@ -140,6 +140,7 @@ def parse_esp_image(data: bytes, *, name: str | None = None) -> EspImage:
     """Parse an ESP32-family image; FormatError (and nothing else) when the bytes are not one."""
     data = bytes(data)
     header = read_header(data, name=name)
+    _check_not_cut_short(data, header.segment_count, name)
     loaded = load_image(header.chip.key, data, name=name)
     segments = tuple(_segment(loaded, seg) for seg in loaded.segments)
     end_of_segments = segments[-1].data_offset + segments[-1].length if segments else layout.IMAGE_HEADERS_SIZE
@@ -183,6 +184,36 @@ def parse_esp_image(data: bytes, *, name: str | None = None) -> EspImage:
         image_end=image_end,
         size=len(data),
     )
+
+
+def _check_not_cut_short(data: bytes, segment_count: int, name: str | None) -> None:
+    """Walk the segment headers so a truncated file is called that, rather than esptool's struct error."""
+    pos = layout.IMAGE_HEADERS_SIZE
+    size = len(data)
+    for i in range(segment_count):
+        if pos + layout.SEGMENT_HEADER.size > size:
+            raise FormatError(
+                f"the image is cut short: the header announces {segment_count} segments, but the file "
+                f"({size} bytes) ends before segment {i}'s header",
+                file=name,
+                offset=pos,
+            )
+        _addr, length = layout.SEGMENT_HEADER.unpack_from(data, pos)
+        if pos + layout.SEGMENT_HEADER.size + length > size:
+            raise FormatError(
+                f"the image is cut short: segment {i} holds {length} bytes, but the file ends "
+                f"{size - pos - layout.SEGMENT_HEADER.size} bytes after its header",
+                file=name,
+                offset=pos,
+            )
+        pos += layout.SEGMENT_HEADER.size + length
+    checksum_offset = pos | (layout.CHECKSUM_ALIGN - 1)
+    if checksum_offset >= size:
+        raise FormatError(
+            f"the image is cut short: the file ends before the checksum byte at {checksum_offset:#x}",
+            file=name,
+            offset=checksum_offset,
+        )
 
 
 def _segment(loaded: Any, seg: Any) -> Segment:

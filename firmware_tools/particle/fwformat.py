@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from firmware_tools.checks import Expectations, ValidationReport
 from firmware_tools.errors import FormatError
-from firmware_tools.particle.layout import CRC, KNOWN_PREFIX_OFFSETS, MIN_PARSEABLE_SIZE
-from firmware_tools.particle.model import ModuleFlags
+from firmware_tools.particle.constants import PLATFORMS
+from firmware_tools.particle.layout import CRC, KNOWN_PREFIX_OFFSETS, MIN_PARSEABLE_SIZE, PREFIX
+from firmware_tools.particle.model import ModuleFlags, ModuleFunction
 from firmware_tools.particle.parse import FULL_SCORE, find_prefix_offset, parse_module, split_combined
 from firmware_tools.particle.report import FORMAT_NAME, module_json, summary_lines
 from firmware_tools.particle.seal import file_crc32
@@ -37,6 +38,20 @@ class ParticleModuleFormat:
                 return 85
             return 40
         return 0
+
+    def near_miss(self, data: bytes) -> str | None:
+        """Why bytes that sniff as nothing may still be a module: one cut short."""
+        for offset in sorted(KNOWN_PREFIX_OFFSETS):
+            if offset + PREFIX.size > len(data):
+                continue
+            start, end, _r, _f, _v, platform, function = PREFIX.unpack_from(data, offset)[:7]
+            claimed = end - start + CRC.size
+            if platform in PLATFORMS and 0 < function <= max(ModuleFunction) and len(data) < claimed <= (1 << 24):
+                return (
+                    f"it looks like a Particle module for {PLATFORMS[platform]} cut short: its prefix says "
+                    f"{claimed} bytes, the file has {len(data)}"
+                )
+        return None
 
     def inspect(self, data: bytes) -> dict[str, object]:
         return module_json(parse_module(data))

@@ -125,3 +125,35 @@ def test_particle_commands_name_the_format_they_were_given(esp_app: Path, tmp_pa
     code, _, err = run("check-source", str(source), str(esp_app))
     assert code == 2 and "this is an ESP image, not a Particle module" in err
     assert not out.exists()
+
+
+def test_a_module_cut_short_is_called_that(app: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(app.read_bytes()[:1500])
+    code, out, _ = run("inspect", "--json", str(cut))
+    [record] = json.loads(out)
+    assert code == 2
+    assert "looks like a Particle module for argon cut short" in record["error"]
+    assert f"prefix says {app.stat().st_size} bytes, the file has 1500" in record["error"]
+
+
+@pytest.mark.parametrize("keep", [30, 0x200, -40, -10])
+def test_an_esp_image_cut_short_is_called_that_with_its_offset(esp_app: Path, tmp_path: Path, keep: int) -> None:
+    data = esp_app.read_bytes()
+    # Cut inside the first segment, inside the code, before the checksum, inside the SHA-256.
+    cut_at = keep if keep > 0 else len(data) + keep
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(data[:cut_at])
+    code, _, err = run("validate", str(cut))
+    assert code == 2
+    assert err.count("\n") == 1 and "at offset 0x" in err
+    assert "cut short" in err or "truncated" in err
+
+
+def test_ciphertext_is_named_as_a_flash_encrypted_image(tmp_path: Path) -> None:
+    import random
+
+    blob = tmp_path / "encrypted.bin"
+    blob.write_bytes(random.Random(1).randbytes(8192).replace(b"\xe9", b"\x00", 1))
+    code, _, err = run("inspect", str(blob))
+    assert code == 2 and "flash-encrypted ESP image" in err
