@@ -21,13 +21,43 @@ COMMANDS = {
     "verify": "firmware_tools.cli.verify_cmd:verify",
 }
 
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 a check failed (validate, verify, check-source, a refused release); "
+    "2 unusable input or usage; 130 interrupted."
+)
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().ensure_object(dict)["debug"] = True
+
+
+class FwtoolGroup(LazyGroup):
+    """The lazy group, with ``--debug`` also accepted after the command name (where users type it)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not any(p.name == "debug" for p in command.params):
+            command.params.append(
+                click.Option(
+                    ["--debug"],
+                    is_flag=True,
+                    expose_value=False,
+                    is_eager=True,
+                    callback=_set_debug,
+                    help="Show the full traceback of an error.",
+                )
+            )
+        return command
+
 
 @click.group(
     name="fwtool",
-    cls=LazyGroup,
+    cls=FwtoolGroup,
     lazy_commands=COMMANDS,
     error_types=(FirmwareError,),
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES,
 )
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 @click.version_option(package_name="benchflash")
@@ -36,3 +66,6 @@ def main(ctx: click.Context, debug: bool) -> None:
     """Inspect, validate, stamp, pack, convert and sign product firmware."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+
+
+__all__ = ["COMMANDS", "main"]

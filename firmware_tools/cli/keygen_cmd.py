@@ -47,7 +47,9 @@ def keygen(
     if passphrase_env:
         passphrase = keys.read_passphrase_env(passphrase_env)
     elif ask_passphrase:
-        text = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True, err=True)
+        from firmware_tools.cli.common import prompt_secret
+
+        text = prompt_secret("Passphrase", confirm=True)
         if not text:
             raise click.UsageError("the passphrase is empty")
         passphrase = text.encode()

@@ -45,8 +45,9 @@ def _passphrase(pem_is_encrypted: bool, where: str, passphrase_env: str | None) 
     if passphrase_env:
         return keys.read_passphrase_env(passphrase_env)
     if pem_is_encrypted:
-        text = click.prompt(f"Passphrase for {where}", hide_input=True, err=True)
-        return str(text).encode()
+        from firmware_tools.cli.common import prompt_secret
+
+        return prompt_secret(f"Passphrase for {where}").encode()
     return None
 
 

@@ -157,3 +157,46 @@ def test_ciphertext_is_named_as_a_flash_encrypted_image(tmp_path: Path) -> None:
     blob.write_bytes(random.Random(1).randbytes(8192).replace(b"\xe9", b"\x00", 1))
     code, _, err = run("inspect", str(blob))
     assert code == 2 and "flash-encrypted ESP image" in err
+
+
+def test_debug_works_after_the_command_name_too(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    args = ["set-product", str(empty), "--product-id", "1", "--product-version", "1", "-o", str(tmp_path / "o.bin")]
+    quiet = CliRunner().invoke(main, args)
+    assert quiet.exit_code == 2 and isinstance(quiet.exception, SystemExit)
+    loud = CliRunner().invoke(main, [*args, "--debug"])
+    assert loud.exit_code != 0 and "file is empty" in str(loud.exception)
+    assert "--debug" in CliRunner().invoke(main, ["verify", "--help"]).output
+
+
+def test_passphrase_prompt_without_input_is_a_usage_error_not_aborted(tmp_path: Path) -> None:
+    code, _, err = run("keygen", "--out", str(tmp_path / "k"), "--passphrase", input="")
+    assert code == 2
+    assert "no passphrase" in err and "--passphrase-env" in err and "Aborted" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_at_the_passphrase_prompt_exits_130_and_writes_nothing(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    fwtool = Path(sys.executable).with_name("fwtool")
+    proc = subprocess.Popen(
+        [str(fwtool), "keygen", "--out", str(tmp_path / "k"), "--passphrase"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen = b""
+    while b"Passphrase" not in seen:  # wait until it is really asking
+        chunk = proc.stderr.read1(1024)
+        assert chunk, seen
+        seen += chunk
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (seen + err).decode()
+    assert b"fwtool: interrupted" in err and b"Aborted" not in err
+    assert list(tmp_path.iterdir()) == []
