@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from station.cli.cloud_output import json_errors
 from station.cloud.backoff import Backoff
 from station.cloud.client import ParticleCloud
 from station.cloud.config import CloudConfig
@@ -164,6 +165,7 @@ def console() -> None:
 @click.option("--description", help="Firmware description (default: the bundle's notes).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@json_errors
 def upload(
     bundle: str, trusted: tuple[str, ...], title: str | None, description: str | None, as_json: bool, **cloud: Any
 ) -> None:
@@ -213,6 +215,7 @@ def _firmware_row(f: ProductFirmware) -> str:
 @console.command("firmware")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@json_errors
 def firmware(as_json: bool, **cloud: Any) -> None:
     """The product's firmware versions: which is released, and how many devices run each."""
     setup = _setup(**cloud)
@@ -254,6 +257,7 @@ def firmware(as_json: bool, **cloud: Any) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@json_errors
 def lock(device_id: str, version: int, flash: bool, as_json: bool, **cloud: Any) -> None:
     """Lock a test device to an uploaded firmware version (and flash it), as the device page does."""
     setup = _setup(**cloud)
@@ -272,6 +276,7 @@ def lock(device_id: str, version: int, flash: bool, as_json: bool, **cloud: Any)
 @click.argument("device_id", callback=_device_id)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@json_errors
 def unlock(device_id: str, as_json: bool, **cloud: Any) -> None:
     """Unlock a device: it follows the product's releases again (which may send it an update)."""
     setup = _setup(**cloud)
@@ -291,6 +296,7 @@ def _running(device: ProductDevice) -> str:
 @click.option("--group", "groups", multiple=True, help="Release to this device group only (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@json_errors
 def release(version: int, groups: tuple[str, ...], as_json: bool, **cloud: Any) -> None:
     """Release a version, only when at least one device of the product runs it."""
     setup = _setup(**cloud)
@@ -321,6 +327,7 @@ def release(version: int, groups: tuple[str, ...], as_json: bool, **cloud: Any) 
 @click.option("--group", "groups", multiple=True, help="Only devices in this group (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@json_errors
 def devices(groups: tuple[str, ...], as_json: bool, **cloud: Any) -> None:
     """The product's devices: firmware version, locked version, online, groups."""
     from station.cloud.groups import normalise_group_name

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from firmware_tools.errors import FirmwareError
+from station.cli.cloud_output import echo_error_json, error_payload
 from station.cli.registry_cmd import db_option, open_registry
 from station.cloud.client import ParticleCloud
 from station.cloud.config import CloudConfig
@@ -25,6 +27,7 @@ from station.cloud.requeue import Requeued, requeue
 from station.cloud.sync import DEFAULT_MAX_FAILURES, DrainReport, SyncWorker
 from station.cloud.token import load_token
 from station.cloud.verify import VerifyReport, verify_product
+from station.errors import StationError
 from station.store import Outbox, OutboxEntry, OutboxState
 
 # Text output lists at most this many IDs per product; --json lists them all.
@@ -118,26 +121,34 @@ def sync(
     """
     if requeue_ids and dry_run:
         raise click.UsageError("--requeue changes the registry; it cannot be combined with --dry-run")
-    config = _base_config(profile, product)
     overrides: dict[str, Any] = {
         "base_url": base_url,
         "token_env": token_env,
         "token_file": Path(token_file).expanduser() if token_file else None,
         "batch_size": batch_size,
     }
-    with open_registry(db) as registry:
-        outbox = registry.outbox
-        requeued = requeue(outbox, requeue_ids, product=config.product if config else None) if requeue_ids else None
-        results: list[ProductSync] = []
-        fatal: CloudError | None = None
-        for name in _products(outbox, config):
-            cfg = (config or CloudConfig(product=name)).with_overrides(**overrides)
-            result, fatal = _sync_product(outbox, cfg, dry_run=dry_run, verify=verify, max_failures=max_failures)
-            results.append(result)
-            if fatal is not None:
-                break
+    results: list[ProductSync] = []
+    fatal: CloudError | None = None
+    try:
+        config = _base_config(profile, product)
+        with open_registry(db) as registry:
+            outbox = registry.outbox
+            requeued = requeue(outbox, requeue_ids, product=config.product if config else None) if requeue_ids else None
+            for name in _products(outbox, config):
+                cfg = (config or CloudConfig(product=name)).with_overrides(**overrides)
+                result, fatal = _sync_product(outbox, cfg, dry_run=dry_run, verify=verify, max_failures=max_failures)
+                results.append(result)
+                if fatal is not None:
+                    break
+    except (StationError, FirmwareError) as exc:
+        if as_json:  # a script gets an object even when nothing could be done
+            echo_error_json(exc)
+        raise
     if as_json:
-        click.echo(json.dumps(_as_json(results, dry_run=dry_run, requeued=requeued), indent=2))
+        payload = _as_json(results, dry_run=dry_run, requeued=requeued)
+        if fatal is not None:
+            payload["error"] = error_payload(fatal)
+        click.echo(json.dumps(payload, indent=2))
     else:
         _print_text(results, dry_run=dry_run, requeued=requeued)
     if fatal is not None:

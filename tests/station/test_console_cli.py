@@ -301,3 +301,18 @@ def test_the_token_is_never_logged(setup: Setup, caplog: pytest.LogCaptureFixtur
     assert setup.run("firmware", token="f" * 40)[0] == 1
     assert caplog.records and "retrying in" in caplog.text
     assert TOKEN not in caplog.text and "f" * 40 not in caplog.text
+
+
+def test_json_refusals_are_objects_too(setup: Setup) -> None:
+    """A script that asked for --json gets an object on stdout for a refusal, not an empty stream."""
+    code, out, err = setup.run("release", "3", "--json")
+    assert code == 1
+    answer = json.loads(out)
+    assert answer["ok"] is False and answer["error"]["exit_code"] == 1
+    assert answer["error"]["message"].startswith("product 4242 has no firmware version 3")
+    assert answer["error"]["hint"].startswith("upload it first")
+    assert one_line_error(err).endswith(answer["error"]["message"])
+    code, out, _ = setup.run("firmware", "--json", token="f" * 40)
+    assert code == 1 and json.loads(out)["error"]["reason"] == "cloud" and "f" * 40 not in out
+    code, out, _ = setup.run("upload", str(setup.release.bundle), "--trusted", str(setup.folder / "none.pub"), "--json")
+    assert code == 2 and json.loads(out)["error"]["reason"] == "bad-input"

@@ -341,3 +341,17 @@ def test_station_run_imports_as_it_goes_and_a_run_without_token_leaves_them_for_
     assert code == 0 and "0 pending, 3 synced" in out and "verify: product lists 3, 3 synced here: ok" in out
     added = cloud.console.stats().added
     assert len(added) == 3 and set(added.values()) == {1}
+
+
+def test_json_failures_are_objects_too(tmp_path: Path, cloud: Cloud) -> None:
+    db = tmp_path / "station.db"
+    make_db(db, device_ids(2))
+    base = ["sync", "--db", str(db), "--base-url", cloud.url, "--json"]
+    code, out, _ = run(base, env={"PARTICLE_ACCESS_TOKEN": "f" * 40})
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False and report["products"][0]["counts"]["pending"] == 2
+    assert report["error"]["reason"] == "cloud" and "devices:import" in report["error"]["hint"]
+    code, out, _ = run(base, env={})
+    assert code == 2 and json.loads(out)["error"]["message"].startswith("no access token")
+    code, out, _ = run([*base, "--requeue", "feedfacefeedfacefeedface"], env={})
+    assert code == 2 and "not in the sync queue" in json.loads(out)["error"]["message"]
