@@ -17,7 +17,7 @@ import threading
 import tty
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from station.sim.esp_chips import ChipProfile, chip_profile, parse_mac, random_mac
@@ -101,20 +101,31 @@ class SimulatedEsp:
         """The flash contents, as a logic analyser on the SPI bus would read them."""
         return self.flash.read(address, self.flash.size - address if size is None else size)
 
-    def _new_session(self) -> LoaderSession:
-        return LoaderSession(self.chip, faults=self.faults, timing=self.timing, unsupported=self.unsupported_reply)
+    def _new_session(self, send: Callable[[bytes], None] | None = None) -> LoaderSession:
+        return LoaderSession(
+            self.chip, faults=self.faults, timing=self.timing, unsupported=self.unsupported_reply, send=send
+        )
 
     def reset(self) -> None:
         """Press EN with IO0 held low: the chip reboots into the ROM loader (used by the pty)."""
         with self._lock:
-            self._session = self._new_session()
+            pty = self._pty
+            self._session = self._new_session(None if pty is None else _writer(pty[0]))
+
+    def _power_on(self) -> None:
+        """Serving again after ``stop`` is plugging the board back in: same chip, same flash."""
+        if self._listener is not None or self._pty is not None:
+            raise RuntimeError("this simulated ESP is already being served")
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self._threads = []
+        self._stop.clear()
 
     # ---- TCP ----------------------------------------------------------------------------------
 
     def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0 = any free port); returns the ``socket://`` URL for pyserial."""
-        if self._listener is not None or self._pty is not None:
-            raise RuntimeError("this simulated ESP is already being served")
+        self._power_on()
         listener = socket.create_server((host, port))
         listener.settimeout(_POLL_SECONDS)
         self._listener = listener
@@ -151,7 +162,7 @@ class SimulatedEsp:
             self._spawn(lambda c=conn: self._serve_connection(c), "conn")
 
     def _serve_connection(self, conn: socket.socket) -> None:
-        session = self._new_session()
+        session = self._new_session(conn.sendall)
         conn.settimeout(_POLL_SECONDS)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -180,13 +191,12 @@ class SimulatedEsp:
 
     def serve_pty(self) -> str:
         """Create a pseudo-terminal and serve on it; returns the ``/dev/pts/N`` path to open."""
-        if self._listener is not None or self._pty is not None:
-            raise RuntimeError("this simulated ESP is already being served")
+        self._power_on()
         master, slave = os.openpty()
         tty.setraw(slave)
         # Holding the slave open keeps the master readable between clients instead of failing EIO.
         self._pty = (master, slave)
-        self._session = self._new_session()
+        self._session = self._new_session(_writer(master))
         self.url = os.ttyname(slave)
         self._spawn(self._pty_loop, "pty")
         return self.url
@@ -205,10 +215,10 @@ class SimulatedEsp:
             with self._lock:
                 session = self._session
             assert session is not None
-            out = session.receive(data)
             try:
+                out = session.receive(data)
                 if out.data:
-                    os.write(master, bytes(out.data))
+                    _writer(master)(bytes(out.data))
             except OSError:
                 return
             if out.close:
@@ -264,6 +274,17 @@ class SimulatedEsp:
     ) -> float:
         """Seconds this chip's timing model needs at least to write and MD5-check ``images``."""
         return lower_bound(images, baud=baud, stub=stub, compress=compress, spec=W25Q32_SPEC)
+
+
+def _writer(fd: int) -> Callable[[bytes], None]:
+    """Write all of it to ``fd`` (a pty master may take less than asked)."""
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return write
 
 
 def _wire_bytes(payload: int) -> int:

@@ -1,7 +1,8 @@
 """The ESP ROM download loader and flasher stub as a state machine: request frames in, reply bytes out.
 
 No I/O here (transports live in ``esp_loader``): ``LoaderSession.receive`` takes what arrived on
-the UART and returns what the chip sends back, and whether it drops the link. One session is one
+the UART and returns what the chip sends back (or hands each frame to the transport's ``send`` as
+the modelled UART gets it out), and whether it drops the link. One session is one
 boot of the chip; the flash and eFuses (``EspChip``) outlive it. Byte layouts and behaviour follow
 esp-serial-protocol.md; fault kinds honoured: disconnect, stall, corrupt-reply, error-status and
 refuse-block, each counted in flash data blocks (the ``seq`` of FLASH_DATA / FLASH_DEFL_DATA) and,
@@ -251,8 +252,12 @@ class LoaderSession:
         faults: FaultPlan,
         timing: TimingModel,
         unsupported: UnsupportedReply = UnsupportedReply.ROM,
+        send: Callable[[bytes], None] | None = None,
     ) -> None:
+        """``send``: where a transport wants each frame as soon as the modelled UART has shifted it out;
+        without one, frames collect in the ``Output`` that ``receive`` returns."""
         self.chip = chip
+        self._send = send
         self.faults = faults
         self.timing = timing
         self.unsupported = unsupported
@@ -325,6 +330,11 @@ class LoaderSession:
             self._corrupt_next = False
             encoded = encoded[:-1] + b"\xdb\x5a\xc0"
         self._uart(len(encoded))
+        if self._send is not None:
+            # A UART streams: the host sees each frame when it is out, not when the whole answer
+            # is (a stub read sends up to 64 frames per request; held back, esptool times out).
+            self._send(encoded)
+            return
         out.data += encoded
 
     def _reply(self, out: Output, op: int, *, value: int = 0, payload: bytes = b"", error: int = 0) -> None:
