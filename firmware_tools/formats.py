@@ -25,6 +25,7 @@ FORMAT_MODULES: tuple[str, ...] = (
     "firmware_tools.esp.fwformat",
     "firmware_tools.particle.fwformat",
     "firmware_tools.bundle.fwformat",
+    "firmware_tools.bundle.partition_fwformat",
 )
 
 
@@ -117,7 +118,7 @@ def detect(data: bytes, *, name: str | None = None) -> FirmwareFormat:
         # A format may recognise what is nearly its own (cut short, encrypted) and say so.
         hints = (getattr(fmt, "near_miss", _no_hint)(data) for fmt in formats)
         raise FormatError(
-            "not a firmware image benchflash knows (Particle module, ESP image, Intel HEX or release bundle)",
+            "not a firmware file benchflash knows (Particle module, ESP image or partition table, Intel HEX, bundle)",
             file=name,
             hint=next((h for h in hints if h), None),
         )

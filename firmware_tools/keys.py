@@ -269,6 +269,12 @@ def is_encrypted_pem(pem: bytes) -> bool:
 
 def parse_public_key(pem: bytes, *, name: str | None = None) -> PublicKey:
     """A public key from PEM (SubjectPublicKeyInfo) bytes."""
+    if b"PRIVATE KEY-----" in pem:
+        raise FormatError(
+            "this is a private key, not a public key",
+            file=name,
+            hint="give the NAME.pub file; keep NAME.key where releases are signed, never on a station",
+        )
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm):

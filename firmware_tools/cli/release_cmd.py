@@ -34,9 +34,30 @@ def _load_inputs(images: tuple[str, ...]) -> list[ReleaseInput]:
     for text in images:
         address, path = parse_image_argument(text)
         firmware = read_firmware(path)
+        _check_address_form(firmware.data, address, path)
         name = path.name if firmware.container == "bin" else path.with_suffix(".bin").name
         inputs.append(ReleaseInput(name, firmware.data, address))
     return inputs
+
+
+def _check_address_form(data: bytes, address: int | None, path: Path) -> None:
+    """ESP images need ADDRESS=FILE; a Particle module states its own address and is given as FILE."""
+    from firmware_tools.cli.common import FORMAT_WORDS
+    from firmware_tools.errors import FormatError
+    from firmware_tools.formats import detect
+
+    try:
+        name = detect(data, name=str(path)).name
+    except FormatError:
+        return  # the release names what is wrong with it
+    if address is None and name in ("esp-image", "esp-partition-table"):
+        example = "0x8000" if name == "esp-partition-table" else "0x10000"
+        raise click.UsageError(
+            f"{path} is {FORMAT_WORDS[name]}: give the flash address it is written to, as ADDRESS=FILE "
+            f"(e.g. {example}={path})"
+        )
+    if address is not None and name == "particle-module":
+        raise click.UsageError(f"{path} is a Particle module, which states its own address: give it as {path}")
 
 
 def _passphrase(pem_is_encrypted: bool, where: str, passphrase_env: str | None) -> bytes | None:

@@ -14,6 +14,8 @@ _MARK = {True: "ok  ", False: "FAIL", None: "n/a "}
 
 @click.command()
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+# `--trusted a.pub b.pub` leaves b.pub as an argument: it is taken as a trusted key too.
+@click.argument("more_trusted", nargs=-1, type=click.Path(dir_okay=False, path_type=Path), metavar="[KEY.pub]...")
 @click.option(
     "-t",
     "--trusted",
@@ -21,12 +23,19 @@ _MARK = {True: "ok  ", False: "FAIL", None: "n/a "}
     multiple=True,
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A trusted public key (NAME.pub); repeat for several.",
+    help="A trusted public key (NAME.pub): --trusted a.pub b.pub, or --trusted a.pub --trusted b.pub.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print every check as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check, not only the failed ones.")
 @click.pass_context
-def verify(ctx: click.Context, bundle: Path, trusted: tuple[Path, ...], as_json: bool, verbose: bool) -> None:
+def verify(
+    ctx: click.Context,
+    bundle: Path,
+    more_trusted: tuple[Path, ...],
+    trusted: tuple[Path, ...],
+    as_json: bool,
+    verbose: bool,
+) -> None:
     """Verify release BUNDLE against trusted public keys.
 
     Exit 0 only when the manifest's signature verifies with a trusted key, every member's hash
@@ -35,8 +44,12 @@ def verify(ctx: click.Context, bundle: Path, trusted: tuple[Path, ...], as_json:
     """
     from firmware_tools.bundle import load_public_key, verify_bundle
 
+    if _is_pem(bundle):
+        raise click.UsageError(
+            f"{bundle} is a key, not a bundle: the bundle comes first (fwtool verify BUNDLE --trusted KEY.pub...)"
+        )
     try:
-        keys = [load_public_key(p) for p in trusted]
+        keys = [load_public_key(p) for p in (*trusted, *more_trusted)]
         result = verify_bundle(bundle, keys)
     except FirmwareError as exc:
         if not as_json:
@@ -61,3 +74,11 @@ def verify(ctx: click.Context, bundle: Path, trusted: tuple[Path, ...], as_json:
             click.echo(f"{bundle}: FAILED verification ({len(result.failed)} check(s) failed)", err=True)
     if not result.ok:
         ctx.exit(1)
+
+
+def _is_pem(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(11) == b"-----BEGIN "
+    except OSError:
+        return False  # verify_bundle reports why it cannot be read

@@ -200,3 +200,66 @@ def test_ctrl_c_at_the_passphrase_prompt_exits_130_and_writes_nothing(tmp_path: 
     assert proc.returncode == 130, (seen + err).decode()
     assert b"fwtool: interrupted" in err and b"Aborted" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def signed(tmp_path: Path, app: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """acme.fwpkg signed with acme.key, and other.pub that did not sign it, in the working folder."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("acme", "other"):
+        assert run("keygen", "--out", name)[0] == 0
+    code, _, err = run(
+        "release", "app.bin", "--product-id", "1234", "--product-version", "7", "--key", "acme.key", "-o", "acme.fwpkg"
+    )
+    assert code == 0, err
+    assert stat.S_IMODE((tmp_path / "acme.fwpkg").stat().st_mode) == 0o644
+    return tmp_path / "acme.fwpkg"
+
+
+def test_verify_takes_several_keys_after_one_trusted(signed: Path) -> None:
+    code, out, err = run("verify", "acme.fwpkg", "--trusted", "other.pub", "acme.pub")
+    assert code == 0, err
+    assert "verified, signed by trusted key" in out
+    assert run("verify", "acme.fwpkg", "--trusted", "other.pub", "--trusted", "acme.pub")[0] == 0
+    assert run("verify", "acme.fwpkg", "--trusted", "other.pub")[0] == 1
+
+
+def test_verify_with_the_keys_first_says_the_bundle_comes_first(signed: Path) -> None:
+    code, _, err = run("verify", "--trusted", "other.pub", "acme.pub", "acme.fwpkg")
+    assert code == 2 and "acme.pub is a key, not a bundle: the bundle comes first" in err
+
+
+def test_verify_with_the_private_key_says_to_give_the_public_one(signed: Path) -> None:
+    code, _, err = run("verify", "acme.fwpkg", "--trusted", "acme.key")
+    assert code == 2
+    assert "acme.key: this is a private key, not a public key" in err and "NAME.pub" in err
+    assert "BEGIN" not in err
+
+
+def test_release_says_how_to_give_esp_images_and_particle_modules(signed: Path, esp_app: Path) -> None:
+    base = ["--product-id", "1234", "--product-version", "7", "--key", "acme.key", "-o", "x.fwpkg"]
+    code, _, err = run("release", str(esp_app), *base)
+    assert code == 2 and "is an ESP image: give the flash address" in err and f"0x10000={esp_app}" in err
+    code, _, err = run("release", "0x10000=app.bin", *base)
+    assert code == 2 and "app.bin is a Particle module, which states its own address" in err
+    assert not Path("x.fwpkg").exists()
+
+
+def test_a_partition_table_is_inspected_and_validated_on_its_own(tmp_path: Path) -> None:
+    from firmware_tools.bundle.partition_table import Partition, build_partition_table
+
+    table = tmp_path / "partitions.bin"
+    table.write_bytes(
+        build_partition_table(
+            [Partition("nvs", 1, 2, 0x9000, 0x6000, 0), Partition("factory", 0, 0, 0x10000, 0x100000, 0)]
+        )
+    )
+    code, out, _ = run("inspect", "--json", str(table))
+    [record] = json.loads(out)
+    assert code == 0 and record["format"] == "esp-partition-table" and record["md5_ok"] is True
+    assert [p["label"] for p in record["partitions"]] == ["nvs", "factory"]
+    code, out, _ = run("inspect", str(table))
+    assert code == 0 and "factory" in out and "MD5 ok" in out
+    assert run("validate", str(table))[0] == 0
+    code, out, _ = run("validate", str(table), "--platform", "argon")
+    assert code == 1 and "expected-platform" in out

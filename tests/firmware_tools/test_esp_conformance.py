@@ -152,3 +152,20 @@ def test_no_particle_module_sniffs_as_esp() -> None:
         pytest.skip("Particle corpus not found")
     claimed = [p.name for p in particle if FORMAT.sniff(p.read_bytes()) > 0]
     assert claimed == []
+
+
+def test_the_partition_table_esptool_refuses_is_inspected_as_a_partition_table() -> None:
+    from click.testing import CliRunner
+
+    from firmware_tools.cli import main
+
+    table = fixture_dir("esp") / "partitions_singleapp.bin"
+    result = CliRunner().invoke(main, ["inspect", "--json", str(table)])
+    [record] = json.loads(result.stdout)
+    assert result.exit_code == 0, record
+    assert record["format"] == "esp-partition-table"
+    assert [(p["label"], p["type"], p["offset"]) for p in record["partitions"]] == [
+        ("factory", "app", 0x10000),
+        ("rfdata", "data", 0x110000),
+        ("wifidata", "data", 0x150000),
+    ]
