@@ -62,8 +62,10 @@ def test_esptool_reads_flash_from_the_timed_simulator_at_rom_baud(tmp_path: Path
         url = sim.serve_tcp()
         out = tmp_path / "read.bin"
         result = subprocess.run(
-            [sys.executable, "-m", "esptool", "--port", url, "--chip", "esp32", "--connect-attempts", "1"]
-            + ["read-flash", "0x20000", hex(len(content)), str(out)],
+            [
+                *(sys.executable, "-m", "esptool", "--port", url, "--chip", "esp32", "--connect-attempts", "1"),
+                *("read-flash", "0x20000", hex(len(content)), str(out)),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -76,7 +78,7 @@ def test_esptool_reads_flash_from_the_timed_simulator_at_rom_baud(tmp_path: Path
 def test_a_stopped_simulator_serves_again_with_its_flash(tmp_path: Path) -> None:
     with SimulatedEsp("esp32", MAC, timing=TimingModel(enabled=False)) as sim:
         sim.flash.load(0x1000, b"kept")
-        first = sim.serve_tcp()
+        sim.serve_tcp()
         sim.stop()
         second = sim.serve_tcp()
         result = subprocess.run(
