@@ -31,6 +31,7 @@ from station.cloud.errors import (
     CloudAuthError,
     CloudNotFound,
     CloudRateLimited,
+    CloudRedirected,
     CloudRejected,
     CloudUnavailable,
 )
@@ -421,6 +422,14 @@ class ParticleCloud:
         if status == 404:
             raise CloudNotFound(
                 message, status=status, error_code=code, hint="check the product ID or slug ([cloud] product)"
+            )
+        if 300 <= status < 400:
+            location = self._clean(response.headers.get("location", "")) or "an address it does not name"
+            raise CloudRedirected(
+                f"{where}: HTTP {status}: the server redirects to {location}",
+                status=status,
+                error_code=code,
+                hint="set [cloud] base_url (or --base-url) to the API's own address; redirects are not followed",
             )
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"))

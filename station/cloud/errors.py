@@ -1,7 +1,8 @@
 """The cloud's failures as StationError subclasses, sorted by what the caller should do about them.
 
-A sync worker stops on ``CloudAuthError`` and ``CloudNotFound`` (retrying cannot help), backs off on
-``CloudRateLimited`` and ``CloudUnavailable``, and records ``CloudRejected`` against the batch it sent.
+A sync worker stops on ``CloudAuthError``, ``CloudNotFound`` and ``CloudRedirected`` (retrying
+cannot help), backs off on ``CloudRateLimited`` and ``CloudUnavailable``, and records
+``CloudRejected`` against the batch it sent.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class CloudAuthError(CloudError):
 
 class CloudNotFound(CloudError):
     """404 on a product path: the product ID or slug is wrong, or the token cannot see it."""
+
+
+class CloudRedirected(CloudError):
+    """3xx: the base URL is not the API's own address. Never followed (the token would go with it)
+    and never retried: the same request gets the same redirect."""
 
 
 class CloudRejected(CloudError):

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from station.cloud.client import ParticleCloud
-from station.cloud.errors import CloudAuthError, CloudError, CloudNotFound, CloudRejected, CloudRetryable
+from station.cloud.errors import (
+    CloudAuthError,
+    CloudError,
+    CloudNotFound,
+    CloudRedirected,
+    CloudRejected,
+    CloudRetryable,
+)
 
 log = logging.getLogger("station.cloud.placement")
 
@@ -92,7 +99,7 @@ class _Calls:
                         f"gave up after {consecutive} failed requests in a row; last: {exc}", len(ids)
                     ) from None
                 self.on_retry(exc, consecutive, len(ids))
-            except (CloudAuthError, CloudNotFound) as exc:
+            except (CloudAuthError, CloudNotFound, CloudRedirected) as exc:
                 self.failures += 1
                 self.on_error(ids, str(exc))
                 raise self._stopped(str(exc), len(ids), fatal=exc) from None

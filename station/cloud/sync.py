@@ -28,7 +28,14 @@ from enum import StrEnum
 from station.cloud.backoff import Backoff
 from station.cloud.client import ParticleCloud
 from station.cloud.config import CloudConfig
-from station.cloud.errors import CloudAuthError, CloudError, CloudNotFound, CloudRejected, CloudRetryable
+from station.cloud.errors import (
+    CloudAuthError,
+    CloudError,
+    CloudNotFound,
+    CloudRedirected,
+    CloudRejected,
+    CloudRetryable,
+)
 from station.cloud.groups import DeviceNames, load_device_names
 from station.cloud.models import ImportOutcome, ImportResult
 from station.cloud.placement import Placement, PlacementStopped, place_devices
@@ -195,7 +202,7 @@ class SyncWorker:
                         return self._stop(tally, why, len(batch))
                     self._wait_after(exc, consecutive, len(batch), stop)
                     continue
-                except (CloudAuthError, CloudNotFound) as exc:
+                except (CloudAuthError, CloudNotFound, CloudRedirected) as exc:
                     tally.failures += 1
                     self.outbox.note_error(self.product, batch, str(exc))
                     return self._stop(tally, str(exc), len(batch), fatal=exc)

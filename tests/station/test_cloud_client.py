@@ -27,15 +27,18 @@ from station.cloud.errors import (
     CloudError,
     CloudNotFound,
     CloudRateLimited,
+    CloudRedirected,
     CloudRejected,
     CloudUnavailable,
 )
 from station.cloud.models import ImportOutcome
+from station.cloud.sync import SyncWorker
 from station.cloud.token import AccessToken
 from station.sim.console import RateLimit, SimToken
 from station.sim.console_http import ConsoleServer
 from station.sim.faults import FaultKind
-from tests.station.test_cloud_fixtures import (  # noqa: F401  (cloud_fixture: the `cloud` fixture)
+from station.store import OutboxState, Registry
+from tests.station.test_cloud_fixtures import (  # noqa: F401  (the `cloud` and `registry` fixtures)
     PRODUCT,
     SLUG,
     TOKEN,
@@ -43,6 +46,7 @@ from tests.station.test_cloud_fixtures import (  # noqa: F401  (cloud_fixture: t
     FakeClock,
     cloud_fixture,
     device_ids,
+    registry_fixture,
     start_cloud,
 )
 
@@ -214,6 +218,27 @@ def test_token_echoed_by_a_server_is_redacted() -> None:
         client.import_devices("1", ["a"])
     assert TOKEN not in str(info.value) and "token *** is odd" in str(info.value)
     assert "\x1b" not in str(info.value)
+
+
+def test_a_redirect_is_not_followed_nor_retried(registry: Registry) -> None:
+    sent: list[httpx.Request] = []
+
+    def moved(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(301, headers={"Location": "http://api.example.com/v1/products/1/devices"})
+
+    client = ParticleCloud(AccessToken(TOKEN, source="t"), transport=httpx.MockTransport(moved))
+    with client, pytest.raises(CloudRedirected) as info:
+        client.import_devices("1", ["a"])
+    assert "redirects to http://api.example.com/v1/products/1/devices" in str(info.value)
+    assert "base_url" in (info.value.hint or "") and len(sent) == 1
+    # The sync stops at once (fatal), as for a bad token: the same request gets the same redirect.
+    registry.outbox.enqueue_many(device_ids(3), "1")
+    client = ParticleCloud(AccessToken(TOKEN, source="t"), transport=httpx.MockTransport(moved))
+    with client:
+        report = SyncWorker(registry.outbox, client, product="1", sleep=lambda s: None).drain(max_failures=None)
+    assert isinstance(report.fatal, CloudRedirected) and len(sent) == 2
+    assert registry.outbox.counts("1")[OutboxState.PENDING] == 3
 
 
 def test_a_short_test_token_is_redacted_as_a_word_only() -> None:
