@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from firmware_tools.cli.common import platform_option
 from firmware_tools.errors import FirmwareError
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
@@ -17,19 +18,29 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--product-id", type=click.IntRange(1, 0xFFFE), required=True, help="The console's product ID.")
 @click.option("--product-version", type=click.IntRange(1, 0xFFFE), required=True, help="PRODUCT_VERSION to compile in.")
-@click.option("--platform", default="photon", show_default=True, help="Particle platform name or id.")
+@click.option(
+    "--platform",
+    default="photon",
+    show_default=True,
+    callback=platform_option,
+    help="Particle platform name or id (P2, M-SoM, ... get no PRODUCT_ID: Device OS >= 4).",
+)
 @click.option("--name", help="Project name (default: the folder's name).")
-def new(directory: Path, product_id: int, product_version: int, platform: str, name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was created as JSON.")
+def new(directory: Path, product_id: int, product_version: int, platform: int, name: str | None, as_json: bool) -> None:
     """Create a product app in DIRECTORY from the blinky template."""
-    from firmware_tools.particle import PLATFORMS, platform_id_from
-    from firmware_tools.project_source import render_template, template_dir
+    from firmware_tools.particle import PLATFORMS
+    from firmware_tools.project_source import product_id_block, render_template, template_dir
 
-    platform_name = PLATFORMS[platform_id_from(platform)]
+    platform_name = PLATFORMS.get(platform)
+    if platform_name is None:
+        raise click.BadParameter(f"platform id {platform} is not a Particle platform", param_hint="--platform")
     project_name = name or directory.resolve().name
     if not _NAME.fullmatch(project_name):
         raise FirmwareError(
             f"project name {project_name!r} must be 1-63 letters, digits, '-' or '_'", hint="pass --name"
         )
+    block = product_id_block(platform, platform_name, product_id)
     written = render_template(
         template_dir("blinky"),
         directory,
@@ -38,8 +49,22 @@ def new(directory: Path, product_id: int, product_version: int, platform: str, n
             "product_id": str(product_id),
             "product_version": str(product_version),
             "platform": platform_name,
+            "product_id_block": block,
         },
     )
+    if as_json:
+        record = {
+            "directory": str(directory),
+            "name": project_name,
+            "platform": platform_name,
+            "platform_id": platform,
+            "product_id": product_id,
+            "product_version": product_version,
+            "product_id_macro": block.endswith(f"PRODUCT_ID({product_id});"),
+            "files": [str(p) for p in written],
+        }
+        click.echo(json.dumps(record, indent=2))
+        return
     for path in written:
         click.echo(f"created {path}")
 

@@ -63,6 +63,10 @@ RTL872X_USER_PART_END = 0x085FFFFC
 # Real RTL872x builds start the user part on a flash-sector boundary.
 RTL872X_SECTOR = 0x1000
 
+# Platforms that run no Device OS older than 4.0 (E404X, Tracker M, P2/Photon 2, M-SoM, Electron 2,
+# sulu): their apps cannot use PRODUCT_ID, which is a compile error from 4.0 on.
+DEVICE_OS_4_ONLY_PLATFORMS: frozenset[int] = frozenset({15, 28, 32, 35, 37, 38})
+
 # Module version of the first Device OS 4 system part: from then on PRODUCT_ID is gone and the
 # product id field of an app holds its PLATFORM_ID.
 DEVICE_OS_4_MODULE_VERSION = 4000

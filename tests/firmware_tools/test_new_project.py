@@ -80,3 +80,41 @@ def test_check_source_ignores_commented_macros(tmp_path: Path) -> None:
     assert macros.product_id is None
     assert macros.product_version is not None
     assert (macros.product_version.value, macros.product_version.line) == (5, 4)
+
+
+def test_new_for_a_device_os_4_platform_has_no_product_id_and_checks_against_a_p2_binary(tmp_path: Path) -> None:
+    # PRODUCT_ID is a compile error from Device OS 4.0 on, and a P2 runs nothing older.
+    import json
+
+    project = tmp_path / "p2app"
+    result = CliRunner().invoke(
+        main, ["new", str(project), "--product-id", "77", "--product-version", "2", "--platform", "p2", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert (record["platform"], record["platform_id"], record["product_id_macro"]) == ("p2", 32, False)
+    assert sorted(Path(f).name for f in record["files"]) == ["README.md", "blinky.cpp", "project.properties"]
+    macros = find_product_macros(project)
+    assert macros.product_id is None
+    assert macros.product_version is not None and macros.product_version.value == 2
+    # A Device OS 5 build for the P2 carries its platform id where the product id was.
+    binary = tmp_path / "p2.bin"
+    binary.write_bytes(particle.pack_module(b"\x00" * 1024, platform_id=32, product_id=32, product_version=2))
+    assert CliRunner().invoke(main, ["check-source", str(project), str(binary)]).exit_code == 0
+    binary.write_bytes(particle.pack_module(b"\x00" * 1024, platform_id=32, product_id=32, product_version=3))
+    assert CliRunner().invoke(main, ["check-source", str(project), str(binary)]).exit_code == 1
+
+
+def test_new_json_for_a_gen3_platform_keeps_product_id(tmp_path: Path) -> None:
+    import json
+
+    result = CliRunner().invoke(
+        main,
+        ["new", str(tmp_path / "a"), "--product-id", "5", "--product-version", "1", "--platform", "argon", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["product_id_macro"] is True
+    bad = CliRunner().invoke(
+        main, ["new", str(tmp_path / "b"), "--product-id", "5", "--product-version", "1", "--platform", "zz"]
+    )
+    assert bad.exit_code == 2 and "--platform" in bad.output

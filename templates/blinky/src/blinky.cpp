@@ -5,10 +5,7 @@
 //     fwtool check-source . firmware.bin
 #include "Particle.h"
 
-// Device OS 3.x and older only: from Device OS 4.0 on, PRODUCT_ID is a compile error (the same
-// binary may be used in several products) and the platform id takes its place. Delete this line
-// when building with Device OS 4.0 or later.
-PRODUCT_ID({{product_id}});
+{{product_id_block}}
 PRODUCT_VERSION({{product_version}});
 
 SYSTEM_THREAD(ENABLED);
