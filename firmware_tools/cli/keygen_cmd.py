@@ -12,6 +12,7 @@ import click
 @click.option(
     "-o",
     "--out",
+    "--output",
     "out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),

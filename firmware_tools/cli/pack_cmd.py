@@ -50,7 +50,15 @@ def _dependency(text: str) -> tuple[int, int, int]:
 
 @click.command()
 @click.argument("payload", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "-o",
+    "--output",
+    "--out",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Module to write.",
+)
 @click.option(
     "--platform", required=True, callback=platform_option, help="Particle platform, by name (argon) or id (12)."
 )

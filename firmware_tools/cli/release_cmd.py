@@ -101,7 +101,13 @@ def _signing_key(
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), help="NAME.key to sign with.")
 @click.option("--key-env", metavar="VAR", help="Sign with the PEM private key held in environment variable VAR.")
 @click.option(
-    "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Bundle to write (.fwpkg)."
+    "-o",
+    "--out",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Bundle to write (.fwpkg).",
 )
 @click.option("--name", "product_name", help="Product name recorded in the manifest.")
 @click.option("--notes", default="", help="Release notes recorded in the manifest.")

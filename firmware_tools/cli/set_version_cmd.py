@@ -20,7 +20,12 @@ from firmware_tools.formats import FirmwareFormat
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("version")
 @click.option(
-    "-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the result."
+    "-o",
+    "--output",
+    "--out",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the result.",
 )
 @click.option("--in-place", is_flag=True, help="Overwrite FILE itself (atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")

@@ -26,7 +26,9 @@ def write_firmware(path: Path, data: bytes, *, container: str, address: int | No
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--product-id", type=click.IntRange(0, 0xFFFF), required=True, help="Product id to write.")
 @click.option("--product-version", type=click.IntRange(0, 0xFFFF), required=True, help="Product version to write.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Where to write.")
+@click.option(
+    "-o", "--output", "--out", "output", type=click.Path(dir_okay=False, path_type=Path), help="Where to write."
+)
 @click.option("--in-place", is_flag=True, help="Overwrite FILE itself.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def set_product(

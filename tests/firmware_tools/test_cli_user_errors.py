@@ -9,6 +9,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -263,3 +264,21 @@ def test_a_partition_table_is_inspected_and_validated_on_its_own(tmp_path: Path)
     assert run("validate", str(table))[0] == 0
     code, out, _ = run("validate", str(table), "--platform", "argon")
     assert code == 1 and "expected-platform" in out
+
+
+@pytest.mark.parametrize("command", ["set-product", "set-version", "pack", "release", "keygen"])
+def test_every_writing_command_takes_o_output_and_out(command: str) -> None:
+    from firmware_tools.cli import main as group
+
+    ctx = click.Context(group)
+    cmd = group.get_command(ctx, command)
+    assert cmd is not None
+    spellings = {opt for p in cmd.params for opt in p.opts}
+    assert {"-o", "--output", "--out"} <= spellings
+
+
+def test_output_spellings_work_as_typed(app: Path, tmp_path: Path) -> None:
+    for spelling in ("-o", "--output", "--out"):
+        out = tmp_path / f"s{spelling.strip('-')}.bin"
+        code, _, err = run("set-product", str(app), "--product-id", "1", "--product-version", "2", spelling, str(out))
+        assert code == 0 and out.exists(), err
