@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
@@ -206,6 +207,14 @@ class ConsoleHTTPServer(ThreadingHTTPServer):
         self.max_body = max_body
         self.stopping = threading.Event()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
+        # A client that hangs up mid-answer (a timeout, Ctrl-C, a killed station) is part of the
+        # job, not a server fault: no traceback on stderr for it. Anything else is still shown.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("client %s hung up", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class ConsoleServer:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -306,3 +307,23 @@ def test_any_request_gets_an_answer(method: str, path: str, ctype: str, body: by
     assert reply.response.status in (200, 400, 404, 405)
     if reply.response.status != 200:
         assert isinstance(reply.response.body, dict) and set(reply.response.body) == {"error", "error_description"}
+
+
+def test_a_client_that_hangs_up_is_no_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    import socket
+    import struct
+
+    console = SimConsole.with_product(int(PRODUCT), TOKEN, latency=0.2)
+    request = f"GET /v1/products/{PRODUCT}/devices HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    with ConsoleServer(console) as server:
+        # A kept-alive connection reset while idle (a client that timed out), one reset mid-request,
+        # one reset before its answer: each is a killed or impatient station, none a server fault.
+        for sent, wait in ((request, 0.4), (request[:10], 0.0), (request, 0.0)):
+            with socket.create_connection((server.host, server.port), timeout=5) as sock:
+                sock.sendall(sent)
+                time.sleep(wait)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.5)
+        with httpx.Client(base_url=server.url, timeout=5) as http:
+            assert http.get(DEVICES, headers=AUTH).status_code == 200  # still serving
+    assert "Traceback" not in capfd.readouterr().err
