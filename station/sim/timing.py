@@ -6,6 +6,8 @@ compare the station's wall time with what the modelled hardware needs at the lea
 
 Costs are charged against a running deadline instead of sleeping each one: thousands of 1 ms
 USB transactions would otherwise each oversleep, and the sum would drift far above the model.
+For the same reason a sleep that wakes late is not charged to the device: the next cost starts
+from when the device would have finished, not from when the OS woke its thread.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 # Below this much owed time, do not sleep yet: the OS cannot sleep that precisely anyway.
 _SLEEP_GRANULARITY = 0.002
+# A wake-up later than this is the machine being overloaded, not timer slack: it is not taken back.
+_MAX_LATE = 0.005
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class TimingModel:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._due: float | None = None
+        self._late = 0.0  # how late the last sleep woke past its deadline: the OS's, not the device's
         self.spent = 0.0
         self.by_kind: dict[str, float] = defaultdict(float)
 
@@ -72,15 +77,23 @@ class TimingModel:
             if not self.enabled:
                 return
             now = self._clock()
-            # Idle time between calls (the host thinking) is not owed back by the device.
-            due = max(self._due if self._due is not None else now, now) + seconds
+            # Idle time between calls (the host thinking) is not owed back by the device; the
+            # oversleep of the last wait is not idle time.
+            start = now - self._late
+            self._late = 0.0
+            due = max(self._due if self._due is not None else start, start) + seconds
             self._due = due
             wait = due - now
         if wait > _SLEEP_GRANULARITY:
             self._sleep(wait)
+            woke = self._clock()
+            with self._lock:
+                if self._due == due:  # nothing was charged meanwhile from another thread
+                    self._late = min(max(woke - due, 0.0), _MAX_LATE)
 
     def reset(self) -> None:
         with self._lock:
             self.spent = 0.0
             self.by_kind.clear()
             self._due = None
+            self._late = 0.0
