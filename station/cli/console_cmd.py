@@ -264,7 +264,14 @@ def lock(device_id: str, version: int, flash: bool, as_json: bool, **cloud: Any)
     product = setup.config.product
     with setup.client() as client:
         device = lock_device(client, product, device_id, version, flash=flash, retry=setup.retry)
-    when = "flashing now if it is online" if flash else "it updates at its next reset"
+    if device.firmware_version == version:
+        when = "it already runs it"
+    elif not flash:
+        when = "it updates at its next reset"
+    elif device.online:
+        when = "the cloud flashes it now"
+    else:
+        when = "it is offline: it gets it when it next connects"
     lines = [
         f"device {device.id} locked to firmware version {version} of product {product}: {when}",
         f"  it runs {_running(device)}; release needs it (or another device) running version {version}",

@@ -142,7 +142,10 @@ def test_lock_unlock_and_release_rules(setup: Setup) -> None:
     assert code == 0, err
     assert json.loads(out)["locked_version"] == 3 and json.loads(out)["flash"] is False
     code, out, _ = setup.run("lock", DEV_B, "3")
-    assert code == 0 and "flashing now if it is online" in out
+    assert code == 0 and "it is offline: it gets it when it next connects" in out
+    report_running_firmware(setup.console, PRODUCT, DEV_B, b"")  # it comes online, no product firmware yet
+    code, out, _ = setup.run("lock", DEV_B, "3")
+    assert code == 0 and "the cloud flashes it now" in out
     code, _, err = setup.run("unlock", DEV_B)
     assert code == 0, err
     code, _, err = setup.run("release", "3")
