@@ -150,6 +150,10 @@ class SyncWorker:
         self._on_event = on_event
         self.device_names = device_names
         self._group_of: dict[str, str | None] = {}
+        # IDs the cloud refused (400) one by one: a refusal of the request itself does not pass, so
+        # the next drains of this worker (the line's thread) go past them instead of stopping at them
+        # again. They stay pending with the error; `station sync` (a new worker) tries them again.
+        self._refused_alone: set[str] = set()
 
     def backlog(self) -> int:
         return self.outbox.counts(self.product)[OutboxState.PENDING]
@@ -165,7 +169,7 @@ class SyncWorker:
         """
         tally = _Tally()
         self._group_of = {}
-        skip: set[str] = set()
+        skip: set[str] = set(self._refused_alone)
         splits: deque[list[str]] = deque()  # halves of a refused batch, sent before new batches
         consecutive = 0
         # A cloud that refuses every request (not some IDs) would otherwise be asked twice per device.
@@ -250,6 +254,7 @@ class SyncWorker:
             splits.appendleft(batch[:half])
             return False
         skip.update(batch)
+        self._refused_alone.update(batch)
         tally.rejected += batch
         log.warning("sync: %s refused on its own: %s", batch[0], exc)
         return True

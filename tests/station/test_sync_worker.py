@@ -301,6 +301,27 @@ def test_a_cloud_that_refuses_every_request_is_not_asked_twice_per_device(regist
     assert registry.outbox.counts(PRODUCT)[OutboxState.PENDING] == 1000
 
 
+def test_ids_refused_one_by_one_at_the_head_do_not_block_the_queue(registry: Registry, cloud: Cloud) -> None:
+    odd = [f"x{i}" + "x" * 200 for i in range(10)]
+    good = device_ids(20)
+    bulk_enqueue(registry, [*odd, *good])
+
+    def refuse_long(console: SimConsole, call: Call) -> ApiResponse:
+        if any(o.encode() in call.request.body for o in odd):
+            return error(400, "invalid_request", "identifier too long")
+        return _real_import(console, call)
+
+    _replace_import_route(cloud, refuse_long)
+    worker = worker_for(registry, cloud)
+    first = worker.drain(max_failures=None)  # as the line's thread drains
+    assert first.stopped is not None and len(first.rejected) == 8
+    # The thread's next drain goes past the IDs already refused on their own.
+    second = worker.drain(max_failures=None)
+    assert second.stopped is None and set(second.rejected) == set(odd[8:])
+    got = states(registry)
+    assert all(got[d] is OutboxState.SYNCED for d in good) and all(got[o] is OutboxState.PENDING for o in odd)
+
+
 def test_unmentioned_ids_stay_pending(registry: Registry, cloud: Cloud) -> None:
     ids = device_ids(4)
     bulk_enqueue(registry, ids)
