@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from firmware_tools.errors import UnsupportedError
+from firmware_tools.errors import FormatError, UnsupportedError
 from firmware_tools.particle.layout import FROM_END_PRODUCT_ID, PRODUCT_FIELDS, SUFFIX_WITH_PRODUCT_SIZE
 from firmware_tools.particle.parse import parse_module
 from firmware_tools.particle.seal import reseal
@@ -38,6 +38,14 @@ def stamp_product(data: bytes, *, product_id: int | None, product_version: int, 
         )
     if suffix.suffix_size == 42:
         raise UnsupportedError("the module has the retired 42-byte suffix with a 32-bit product id", file=name)
+    # Re-sealing recomputes both checksums: on damaged bytes that would make the damage look valid.
+    if not module.crc_ok or not module.sha_ok:
+        failed = "CRC-32" if not module.crc_ok else "SHA-256"
+        raise FormatError(
+            f"the module's {failed} does not match its bytes; refusing to re-seal a damaged module",
+            file=name,
+            hint="rebuild or copy the binary again; 'fwtool validate' shows what is wrong",
+        )
     assert suffix.suffix_size >= SUFFIX_WITH_PRODUCT_SIZE
     new_id = suffix.product_id if product_id is None else product_id
     buf = bytearray(data)

@@ -282,3 +282,23 @@ def test_output_spellings_work_as_typed(app: Path, tmp_path: Path) -> None:
         out = tmp_path / f"s{spelling.strip('-')}.bin"
         code, _, err = run("set-product", str(app), "--product-id", "1", "--product-version", "2", spelling, str(out))
         assert code == 0 and out.exists(), err
+
+
+def test_a_damaged_module_is_never_resealed_by_set_product_set_version_or_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stamping recomputes SHA-256 and CRC-32: on a corrupted copy that would make the damage look valid.
+    monkeypatch.chdir(tmp_path)
+    clean = pack_module(bytes(range(256)) * 8, platform_id=12)  # product fields unset: release would stamp
+    damaged = bytearray(clean)
+    damaged[500] ^= 0x01
+    Path("app.bin").write_bytes(bytes(damaged))
+    code, _, err = run("set-product", "app.bin", "--product-id", "5", "--product-version", "2", "-o", "s.bin")
+    assert code == 2 and "CRC-32 does not match" in err and "refusing to re-seal" in err
+    assert run("set-version", "app.bin", "2", "-o", "s.bin")[0] == 2
+    assert run("keygen", "--out", "k")[0] == 0
+    code, _, err = run(
+        "release", "app.bin", "--product-id", "5", "--product-version", "2", "--key", "k.key", "-o", "r.fwpkg"
+    )
+    assert code == 2 and "refusing to re-seal" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.bin", "k.key", "k.pub"]

@@ -219,3 +219,19 @@ def test_combined_files_are_bounded() -> None:
         split_combined(combine_modules([small] * 33))
     module = parse_module(combine_modules([small] * 33))
     assert module.inner == () and module.inner_error is not None
+
+
+def test_stamp_refuses_to_reseal_a_damaged_module() -> None:
+    module = bytearray(pack_module(b"\x11" * 512, platform_id=6))
+    module[100] ^= 0xFF
+    with pytest.raises(FormatError, match="CRC-32 does not match"):
+        stamp_product(bytes(module), product_id=5, product_version=1)
+    # Damage confined to the stored SHA-256 (CRC recomputed over it) is caught too.
+    sealed = bytearray(pack_module(b"\x11" * 512, platform_id=6))
+    sealed[-20] ^= 0xFF
+    from firmware_tools.particle.layout import CRC
+    from firmware_tools.particle.seal import file_crc32
+
+    sealed[-4:] = CRC.pack(file_crc32(bytes(sealed)))
+    with pytest.raises(FormatError, match="SHA-256 does not match"):
+        stamp_product(bytes(sealed), product_id=5, product_version=1)
