@@ -302,3 +302,28 @@ def test_a_damaged_module_is_never_resealed_by_set_product_set_version_or_releas
     )
     assert code == 2 and "refusing to re-seal" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.bin", "k.key", "k.pub"]
+
+
+def test_set_version_on_an_app_without_product_fields_set(tmp_path: Path) -> None:
+    from firmware_tools.particle import Dependency, parse_module
+
+    # Device OS 6 app built without PRODUCT_VERSION (0/0): PRODUCT_VERSION(v) would have put the
+    # platform id in the id field, and so does set-version.
+    dos6 = tmp_path / "dos6.bin"
+    dos6.write_bytes(
+        pack_module(
+            b"\x00" * 512, platform_id=12, product_id=0, product_version=0, dependencies=[Dependency(4, 1, 6200)]
+        )
+    )
+    out = tmp_path / "out.bin"
+    code, _, err = run("set-version", str(dos6), "7", "-o", str(out))
+    assert code == 0, err
+    module = parse_module(out.read_bytes())
+    assert (module.suffix.product_id, module.suffix.product_version) == (12, 7)
+    assert module.product_id_meaning == "platform-id" and module.crc_ok and module.sha_ok
+    # Device OS 1.x app without product fields set: a version alone would make a half product app.
+    old = tmp_path / "dos1.bin"
+    old.write_bytes(pack_module(b"\x00" * 512, platform_id=6, dependencies=[Dependency(4, 2, 1201)]))
+    code, _, err = run("set-version", str(old), "7", "-o", str(tmp_path / "old-out.bin"))
+    assert code == 2 and "no product id" in err and "fwtool set-product" in err
+    assert not (tmp_path / "old-out.bin").exists()
