@@ -75,7 +75,11 @@ def new(directory: Path, product_id: int, product_version: int, platform: int, n
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.pass_context
 def check_source(ctx: click.Context, directory: Path, binary: Path, as_json: bool) -> None:
-    """Check that PRODUCT_ID / PRODUCT_VERSION in DIRECTORY's source match what BINARY carries."""
+    """Check that PRODUCT_ID / PRODUCT_VERSION in DIRECTORY's source match what BINARY carries.
+
+    Exit 0 when they match, 1 naming each mismatch, 2 when the source declares no PRODUCT_VERSION or
+    BINARY is not a Particle module.
+    """
     from firmware_tools.cli.common import read_particle_module
     from firmware_tools.project_source import find_product_macros
 

@@ -62,12 +62,33 @@ def _dependency(text: str) -> tuple[int, int, int]:
 @click.option(
     "--platform", required=True, callback=platform_option, help="Particle platform, by name (argon) or id (12)."
 )
-@click.option("--function", "function_name", type=click.Choice(_FUNCTIONS), default="user-part", show_default=True)
+@click.option(
+    "--function",
+    "function_name",
+    type=click.Choice(_FUNCTIONS),
+    default="user-part",
+    show_default=True,
+    help="Module kind.",
+)
 @click.option("--index", type=click.IntRange(0, 255), default=1, show_default=True, help="Module index.")
 @click.option("--address", help="Start address (default: where the platform links its user part).")
-@click.option("--module-version", type=click.IntRange(0, 0xFFFF), default=6, show_default=True)
-@click.option("--product-id", type=click.IntRange(0, 0xFFFF), default=0xFFFF, show_default="65535 = none")
-@click.option("--product-version", type=click.IntRange(0, 0xFFFF), default=0xFFFF, show_default="65535 = none")
+@click.option(
+    "--module-version",
+    type=click.IntRange(0, 0xFFFF),
+    default=6,
+    show_default=True,
+    help="Prefix module version (a user part's app ABI number, not the product version).",
+)
+@click.option(
+    "--product-id", type=click.IntRange(0, 0xFFFF), default=0xFFFF, show_default="65535 = none", help="PRODUCT_ID."
+)
+@click.option(
+    "--product-version",
+    type=click.IntRange(0, 0xFFFF),
+    default=0xFFFF,
+    show_default="65535 = none",
+    help="PRODUCT_VERSION.",
+)
 @click.option("--no-product-fields", is_flag=True, help="Write the 36-byte suffix without product fields.")
 @click.option("--dependency", "dependencies", multiple=True, help="FUNCTION:INDEX:VERSION, e.g. system-part:1:5301.")
 @click.option("--asset-name", help="Name of an asset module (with --function asset).")

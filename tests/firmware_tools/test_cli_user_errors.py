@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from firmware_tools.cli import main
+from firmware_tools.cli import COMMANDS, main
 from firmware_tools.esp import build_app_image
 from firmware_tools.particle import pack_module
 
@@ -327,3 +327,15 @@ def test_set_version_on_an_app_without_product_fields_set(tmp_path: Path) -> Non
     code, _, err = run("set-version", str(old), "7", "-o", str(tmp_path / "old-out.bin"))
     assert code == 2 and "no product id" in err and "fwtool set-product" in err
     assert not (tmp_path / "old-out.bin").exists()
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_and_option_explains_itself_in_help(command: str) -> None:
+    code, out, _ = run(command, "--help")
+    assert code == 0
+    cmd = main.get_command(click.Context(main), command)
+    assert cmd is not None and cmd.help
+    undocumented = [p.opts[0] for p in cmd.params if isinstance(p, click.Option) and not p.help]
+    assert undocumented == []
+    # Every command prints something worth automating, so every one has --json.
+    assert "--json" in out
