@@ -109,7 +109,7 @@ class ReleaseBundleFormat:
         m = result.manifest
         assert m is not None
         lines = [
-            f"release bundle for product {m.product.id} ({m.product.name}), product version {m.product_version}",
+            f"release bundle for product {m.product.id}{_name_note(m)}, product version {m.product_version}",
             f"target: {_target_text(m)}",
             f"created {m.created_at.strftime('%Y-%m-%d %H:%M:%SZ')}, signer key {m.signer_key_id} "
             f"(signature {'present' if _has_signature(data) else 'missing'}, not checked: use fwtool verify)",
@@ -140,6 +140,11 @@ class ReleaseBundleFormat:
         assert m is not None
         checks = list(result.checks) + _expectation_checks(m, expect)
         return ValidationReport(tuple(checks))
+
+
+def _name_note(m: Manifest) -> str:
+    # `fwtool release` without --name records "product N": no need to say it twice.
+    return "" if m.product.name == f"product {m.product.id}" else f" ({m.product.name})"
 
 
 def _has_signature(data: bytes) -> bool:

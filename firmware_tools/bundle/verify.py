@@ -133,7 +133,11 @@ def _signature_check(
             out.add("signature", True, f"manifest signed by trusted key {key.key_id} ({key.algorithm.value})")
             return key
     if not trusted:
-        out.add("signature", False if required else None, "no trusted key given to check the signature with")
+        out.add(
+            "signature",
+            False if required else None,
+            "no trusted key given to check the signature with (fwtool verify BUNDLE --trusted KEY.pub)",
+        )
     else:
         ids = ", ".join(k.key_id for k in trusted)
         out.add(

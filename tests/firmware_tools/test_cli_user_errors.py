@@ -339,3 +339,12 @@ def test_every_command_and_option_explains_itself_in_help(command: str) -> None:
     assert undocumented == []
     # Every command prints something worth automating, so every one has --json.
     assert "--json" in out
+
+
+def test_inspect_and_validate_of_a_bundle_point_to_verify_for_the_signature(signed: Path) -> None:
+    code, out, _ = run("inspect", "acme.fwpkg")
+    assert code == 0
+    assert "release bundle for product 1234, product version 7" in out
+    assert "not checked: use fwtool verify" in out
+    code, out, _ = run("validate", "acme.fwpkg")
+    assert code == 0 and "n/a  signature:" in out and "fwtool verify BUNDLE --trusted KEY.pub" in out
