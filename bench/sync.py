@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Python puts bench/ first on sys.path, where bench/inspect.py shadows the standard library's
-# inspect (which click and httpx import): take the folder off before importing them.
+# Python puts bench/ first on sys.path, where a script named like a standard module (there was an
+# inspect.py, which click and httpx import) would shadow it: take the folder off before importing.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
