@@ -207,6 +207,8 @@ def check_private_key_mode(path: str | Path) -> None:
     except OSError as exc:
         raise FormatError(f"cannot read key: {exc.strerror}", file=str(p)) from exc
     if mode & 0o077:
+        # A .pub given by mistake is public on purpose: say that, not "chmod 600" it.
+        _refuse_public_key(_read_key_file(p), str(p))
         raise InsecureKeyFile(
             f"private key file has mode {stat.S_IMODE(mode):04o}: group or others can access it",
             file=str(p),
@@ -231,6 +233,7 @@ def parse_signing_key(pem: bytes, *, passphrase: bytes | None = None, name: str 
     """A private key from PEM bytes (e.g. a CI secret that never touches the disk)."""
     if len(pem) > MAX_KEY_FILE_BYTES:
         raise FormatError(f"{len(pem)} bytes is too large for a private key", file=name)
+    _refuse_public_key(pem, name)
     try:
         private = serialization.load_pem_private_key(pem, password=passphrase or None)
     except TypeError:
@@ -261,6 +264,15 @@ def parse_signing_key(pem: bytes, *, passphrase: bytes | None = None, name: str 
             hint="use an Ed25519 or ECDSA P-256 key (fwtool keygen)",
         )
     return SigningKey(algorithm, PublicKey.from_key(private.public_key()), private)
+
+
+def _refuse_public_key(pem: bytes, name: str | None) -> None:
+    if b"-----BEGIN PUBLIC KEY-----" in pem:
+        raise FormatError(
+            "this is a public key; signing needs the private key",
+            file=name,
+            hint="give the NAME.key file that 'fwtool keygen' wrote beside it",
+        )
 
 
 def is_encrypted_pem(pem: bytes) -> bool:

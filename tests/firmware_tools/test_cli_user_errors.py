@@ -348,3 +348,12 @@ def test_inspect_and_validate_of_a_bundle_point_to_verify_for_the_signature(sign
     assert "not checked: use fwtool verify" in out
     code, out, _ = run("validate", "acme.fwpkg")
     assert code == 0 and "n/a  signature:" in out and "fwtool verify BUNDLE --trusted KEY.pub" in out
+
+
+def test_release_with_the_public_key_says_to_give_the_private_one(signed: Path) -> None:
+    code, _, err = run(
+        "release", "app.bin", "--product-id", "1234", "--product-version", "8", "--key", "acme.pub", "-o", "v8.fwpkg"
+    )
+    assert code == 2
+    assert "acme.pub: this is a public key; signing needs the private key" in err and "chmod" not in err
+    assert not Path("v8.fwpkg").exists()
