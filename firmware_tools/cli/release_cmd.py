@@ -34,14 +34,15 @@ def _load_inputs(images: tuple[str, ...]) -> list[ReleaseInput]:
     for text in images:
         address, path = parse_image_argument(text)
         firmware = read_firmware(path)
-        _check_address_form(firmware.data, address, path)
+        address = _check_address_form(firmware.data, address, path, firmware.base_address)
         name = path.name if firmware.container == "bin" else path.with_suffix(".bin").name
         inputs.append(ReleaseInput(name, firmware.data, address))
     return inputs
 
 
-def _check_address_form(data: bytes, address: int | None, path: Path) -> None:
-    """ESP images need ADDRESS=FILE; a Particle module states its own address and is given as FILE."""
+def _check_address_form(data: bytes, address: int | None, path: Path, hex_address: int | None) -> int | None:
+    """The flash address of an image: ESP images need ADDRESS=FILE (or an Intel HEX file, which carries
+    it); a Particle module states its own address and is given as FILE."""
     from firmware_tools.cli.common import FORMAT_WORDS
     from firmware_tools.errors import FormatError
     from firmware_tools.formats import detect
@@ -49,7 +50,13 @@ def _check_address_form(data: bytes, address: int | None, path: Path) -> None:
     try:
         name = detect(data, name=str(path)).name
     except FormatError:
-        return  # the release names what is wrong with it
+        return address  # the release names what is wrong with it
+    if name in ("esp-image", "esp-partition-table") and hex_address is not None:
+        if address is not None and address != hex_address:
+            raise click.UsageError(
+                f"{path} is Intel HEX placing the image at {hex_address:#x}, but {address:#x}={path} says otherwise"
+            )
+        return hex_address
     if address is None and name in ("esp-image", "esp-partition-table"):
         example = "0x8000" if name == "esp-partition-table" else "0x10000"
         raise click.UsageError(
@@ -58,6 +65,7 @@ def _check_address_form(data: bytes, address: int | None, path: Path) -> None:
         )
     if address is not None and name == "particle-module":
         raise click.UsageError(f"{path} is a Particle module, which states its own address: give it as {path}")
+    return address
 
 
 def _passphrase(pem_is_encrypted: bool, where: str, passphrase_env: str | None) -> bytes | None:

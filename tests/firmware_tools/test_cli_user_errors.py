@@ -357,3 +357,17 @@ def test_release_with_the_public_key_says_to_give_the_private_one(signed: Path) 
     assert code == 2
     assert "acme.pub: this is a public key; signing needs the private key" in err and "chmod" not in err
     assert not Path("v8.fwpkg").exists()
+
+
+def test_release_takes_an_esp_image_in_intel_hex_at_the_address_it_carries(signed: Path, esp_app: Path) -> None:
+    from firmware_tools.ihex import bin_to_hex
+
+    Path("app.hex").write_bytes(bin_to_hex(esp_app.read_bytes(), 0x10000))
+    base = ["--product-id", "1234", "--product-version", "7", "--key", "acme.key"]
+    code, _, err = run("release", "app.hex", *base, "-o", "esp.fwpkg", "--json")
+    assert code == 0, err
+    code, out, _ = run("verify", "esp.fwpkg", "--trusted", "acme.pub", "--json")
+    record = json.loads(out)
+    assert code == 0 and [(i["name"], i["address"]) for i in record["manifest"]["images"]] == [("app.bin", 0x10000)]
+    code, _, err = run("release", "0x20000=app.hex", *base, "-o", "esp2.fwpkg")
+    assert code == 2 and "placing the image at 0x10000, but 0x20000=app.hex says otherwise" in err
