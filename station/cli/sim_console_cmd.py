@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from types import FrameType
@@ -59,6 +60,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 @click.option("--faults", default="", help="Faults by request number: error-status@3,disconnect@5,stall,corrupt-reply.")
 @click.option("--latency", type=click.FloatRange(min=0), default=0.0, help="Seconds added to every answer.")
 @click.option("--max-import", type=click.IntRange(1), help="Refuse (400) imports of more IDs than this.")
+@click.option("--json", "as_json", is_flag=True, help="Say where it listens as one JSON line (for scripts).")
 def sim_console(
     listen: str,
     product_id: int,
@@ -74,6 +76,7 @@ def sim_console(
     faults: str,
     latency: float,
     max_import: int | None,
+    as_json: bool,
 ) -> None:
     """Serve the Particle Cloud API's product endpoints (device import and listing, firmware, release,
     device update, groups) for the station and other tools.
@@ -105,11 +108,13 @@ def sim_console(
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     product = console.state.products[product_id]
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C: state saved
-    click.echo(f"simulated console on {server.url} (product {product.id}, slug {product.slug}); Ctrl-C stops it")
-    click.echo(
-        f"a device reports what it runs: POST {server.url}/sim/products/{product.id}/devices/DEVICE_ID/handshake"
-        ' {"firmware_version": N}'
-    )
+    handshake = f"{server.url}/sim/products/{product.id}/devices/DEVICE_ID/handshake"
+    if as_json:
+        where = {"url": server.url, "product": product.id, "slug": product.slug, "handshake": handshake}
+        click.echo(json.dumps(where))
+    else:
+        click.echo(f"simulated console on {server.url} (product {product.id}, slug {product.slug}); Ctrl-C stops it")
+        click.echo(f'a device reports what it runs: POST {handshake} {{"firmware_version": N}}')
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -278,6 +278,24 @@ def test_station_sim_console_command(tmp_path: Path) -> None:
     saved = ConsoleState.load(state)
     assert list(saved.devices[int(PRODUCT)].order) == device_ids(2)
 
+    # --json: where it listens as one line a script can read; the state file is loaded again.
+    proc = subprocess.Popen([*command, "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        where = json.loads(proc.stdout.readline())
+        assert where["product"] == int(PRODUCT) and where["slug"] == SLUG
+        assert where["handshake"] == f"{where['url']}/sim/products/{PRODUCT}/devices/DEVICE_ID/handshake"
+        with httpx.Client(base_url=where["url"], timeout=5) as http:
+            listed = http.get(DEVICES, headers=AUTH).json()["devices"]
+        assert [d["id"] for d in listed] == device_ids(2)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+
 
 def test_non_ascii_digits_are_not_numbers(served: tuple[SimConsole, httpx.Client]) -> None:
     _, http = served
