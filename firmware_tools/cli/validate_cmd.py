@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from firmware_tools.checks import Check, Expectations
+from firmware_tools.checks import Check, Expectations, ValidationReport
 from firmware_tools.cli.common import chip_option, platform_option
 from firmware_tools.errors import FirmwareError
 
@@ -55,6 +55,8 @@ def validate(
             fmt = detect(firmware.data, name=str(path))
             try:
                 report = fmt.validate(firmware.data, expect)
+                if firmware.container == "ihex" and fmt.name == "particle-module":
+                    report = ValidationReport((*report.checks, _hex_placement(firmware.data, firmware.base_address)))
             except FirmwareError as exc:
                 raise exc.with_file(str(path)) from None
         except FirmwareError as exc:
@@ -82,3 +84,14 @@ def _print_report(path: Path, format_name: str, ok: bool, checks: tuple[Check, .
     click.echo(f"{path} ({format_name}): {verdict}")
     for check in checks:
         click.echo(f"  {_MARK[check.ok]} {check.name}: {check.reason}")
+
+
+def _hex_placement(data: bytes, base_address: int | None) -> Check:
+    """An Intel HEX file must place a module where the module says it starts."""
+    from firmware_tools.particle import parse_module
+
+    start = parse_module(data).prefix.start_address
+    if base_address == start:
+        return Check("hex-address", True, f"the Intel HEX places the module at its start address {start:#x}")
+    where = "nowhere" if base_address is None else f"at {base_address:#x}"
+    return Check("hex-address", False, f"the Intel HEX places the module {where}, but it starts at {start:#x}")

@@ -371,3 +371,17 @@ def test_release_takes_an_esp_image_in_intel_hex_at_the_address_it_carries(signe
     assert code == 0 and [(i["name"], i["address"]) for i in record["manifest"]["images"]] == [("app.bin", 0x10000)]
     code, _, err = run("release", "0x20000=app.hex", *base, "-o", "esp2.fwpkg")
     assert code == 2 and "placing the image at 0x10000, but 0x20000=app.hex says otherwise" in err
+
+
+def test_validate_an_intel_hex_that_places_a_module_elsewhere_fails(app: Path, tmp_path: Path) -> None:
+    from firmware_tools.ihex import bin_to_hex
+    from firmware_tools.particle import parse_module
+
+    start = parse_module(app.read_bytes()).prefix.start_address
+    good, bad = tmp_path / "good.hex", tmp_path / "bad.hex"
+    good.write_bytes(bin_to_hex(app.read_bytes(), start))
+    bad.write_bytes(bin_to_hex(app.read_bytes(), start + 0x1000))
+    code, out, _ = run("validate", str(good))
+    assert code == 0 and "ok   hex-address" in out
+    code, out, _ = run("validate", str(bad))
+    assert code == 1 and "FAILED: hex-address" in out and f"but it starts at {start:#x}" in out
