@@ -6,8 +6,6 @@ Without trusted keys the signature is reported as present but not checked; ``fwt
 from __future__ import annotations
 
 import importlib
-import io
-import zipfile
 from typing import TYPE_CHECKING
 
 from firmware_tools.checks import Check, Expectations, ValidationReport
@@ -148,6 +146,9 @@ def _name_note(m: Manifest) -> str:
 
 
 def _has_signature(data: bytes) -> bool:
+    import io
+    import zipfile
+
     from firmware_tools.bundle.manifest import SIGNATURE_NAME
 
     try:

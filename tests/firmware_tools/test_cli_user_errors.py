@@ -385,3 +385,20 @@ def test_validate_an_intel_hex_that_places_a_module_elsewhere_fails(app: Path, t
     assert code == 0 and "ok   hex-address" in out
     code, out, _ = run("validate", str(bad))
     assert code == 1 and "FAILED: hex-address" in out and f"but it starts at {start:#x}" in out
+
+
+def test_inspecting_one_particle_module_loads_no_esptool_crypto_or_zip(app: Path) -> None:
+    # What keeps `fwtool inspect --json` on one file under 0.15 s (bench/fwtool_inspect.py).
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from firmware_tools.cli import main\n"
+        f"try:\n    main(['inspect', '--json', {str(app)!r}])\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = ('esptool', 'cryptography', 'zipfile', 'intelhex')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
