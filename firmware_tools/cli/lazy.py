@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -48,9 +49,10 @@ class LazyGroup(click.Group):
             click.echo(f"{ctx.find_root().info_name}: interrupted", err=True)
             ctx.exit(130)
         except self.error_types as exc:
-            if _debug(ctx):
-                raise
             code = int(getattr(exc, "exit_code", 2))
+            if _debug(ctx):
+                # The traceback for the developer, and still the exit code scripts rely on.
+                traceback.print_exc()
             click.echo(f"{ctx.find_root().info_name}: error: {exc}", err=True)
             ctx.exit(code)
 
