@@ -237,33 +237,22 @@ class SimulatedBench:
             sim.stop()
 
     def reattach(self, port_path: str) -> str:
-        """Plug a detached board back into its slot: same identity, same flash (a re-plug).
+        """Plug a detached board back into its slot: the same board, powered up again.
 
-        Serial and ESP boards come back as a fresh simulator with the same device ID or MAC; an
-        ESP keeps its flash, a serial board its identity only (listening mode cannot be read anyway).
+        It keeps its identity, its flash or installed modules and the faults it has already
+        suffered; a serial board comes back on a new pty, an ESP on a new TCP port.
         """
         with self._lock:
             board = self._board(port_path)
             if board.attached:
                 return port_path
-            if not isinstance(board.sim, SimulatedDfuDevice):
-                old = board.sim
-                index = int(port_path.rsplit("-", 1)[1])
-                spec = dataclasses.replace(board.spec, device_id=self._identity_of(old))
-                # The faults it has already suffered stay suffered: a re-plugged board is the same board.
-                board.sim = self._make(spec, index, faults=old.faults)
-                if isinstance(old, SimulatedEsp) and isinstance(board.sim, SimulatedEsp):
-                    board.sim.flash.load(0, old.read_flash())
             board.attached = True
             self._power(board)
             return port_path
 
-    def _identity_of(self, sim: SimulatorObject) -> str:
-        return sim.mac if isinstance(sim, SimulatedEsp) else sim.device_id
-
-    def _make(self, spec: SimDeviceSpec, index: int, *, faults: FaultPlan | None = None) -> SimulatorObject:
+    def _make(self, spec: SimDeviceSpec, index: int) -> SimulatorObject:
         timing = TimingModel(enabled=self.timing)
-        faults = faults if faults is not None else FaultPlan(spec.faults)
+        faults = FaultPlan(spec.faults)
         if spec.family is Family.PARTICLE_DFU:
             device_id = spec.device_id or self._rng.randbytes(12).hex()
             mode = "normal" if spec.normal_mode else "dfu"

@@ -65,6 +65,7 @@ class SimulatedEsp:
         self.flash = NorFlash(flash_size, timing=self.timing)
         self.chip = EspChip(self.profile, mac_bytes, self.flash)
         self._lock = threading.Lock()
+        self._life = threading.Lock()  # serving and stopping, one at a time (a re-plug races an unplug)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
@@ -125,14 +126,15 @@ class SimulatedEsp:
 
     def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0 = any free port); returns the ``socket://`` URL for pyserial."""
-        self._power_on()
-        listener = socket.create_server((host, port))
-        listener.settimeout(_POLL_SECONDS)
-        self._listener = listener
-        bound_host, bound_port = listener.getsockname()[:2]
-        self.url = f"socket://{bound_host}:{bound_port}"
-        self._spawn(self._accept_loop, "accept")
-        return self.url
+        with self._life:
+            self._power_on()
+            listener = socket.create_server((host, port))
+            listener.settimeout(_POLL_SECONDS)
+            self._listener = listener
+            bound_host, bound_port = listener.getsockname()[:2]
+            self.url = f"socket://{bound_host}:{bound_port}"
+            self._spawn(self._accept_loop, "accept")
+            return self.url
 
     def _spawn(self, target: object, what: str) -> None:
         thread = threading.Thread(
@@ -191,15 +193,16 @@ class SimulatedEsp:
 
     def serve_pty(self) -> str:
         """Create a pseudo-terminal and serve on it; returns the ``/dev/pts/N`` path to open."""
-        self._power_on()
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        # Holding the slave open keeps the master readable between clients instead of failing EIO.
-        self._pty = (master, slave)
-        self._session = self._new_session(_writer(master))
-        self.url = os.ttyname(slave)
-        self._spawn(self._pty_loop, "pty")
-        return self.url
+        with self._life:
+            self._power_on()
+            master, slave = os.openpty()
+            tty.setraw(slave)
+            # Holding the slave open keeps the master readable between clients instead of failing EIO.
+            self._pty = (master, slave)
+            self._session = self._new_session(_writer(master))
+            self.url = os.ttyname(slave)
+            self._spawn(self._pty_loop, "pty")
+            return self.url
 
     def _pty_loop(self) -> None:
         assert self._pty is not None
@@ -238,6 +241,10 @@ class SimulatedEsp:
 
     def stop(self) -> None:
         """Stop serving and wait for the serving threads; safe to call twice."""
+        with self._life:
+            self._stop_now()
+
+    def _stop_now(self) -> None:
         self._stop.set()
         with self._lock:
             listener, self._listener = self._listener, None

@@ -80,6 +80,7 @@ class Slot:
     index: int
     max_size: int
     version: int
+    factory: bool = True  # holds a module when the board leaves the factory
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,18 @@ def _gen2(name: str, pid: int, *, cellular: bool = False) -> SimPlatform:
 
 
 def _gen3(name: str, pid: int, *, cellular: bool = False) -> SimPlatform:
+    # Two user-part slots: the 256 KB part (index 2) and the 128 KB compat part at 0xD4000 (index 1)
+    # that Device OS still accepts (particle-cli erases it before writing a new 256 KB app).
     return SimPlatform(
         name,
         pid,
         "5.8.0",
-        (Slot(_B, 0, 49152, 2200), Slot(_S, 1, 573440, 5800), Slot(_U, 2, 262144, 6)),
+        (
+            Slot(_B, 0, 49152, 2200),
+            Slot(_S, 1, 573440, 5800),
+            Slot(_U, 2, 262144, 6),
+            Slot(_U, 1, 131072, 6, factory=False),
+        ),
         SPI_NOR_FLASH,
         4096,
         cellular=cellular,
@@ -251,6 +259,7 @@ class SimulatedSerialDevice:
         self._stall_recover = stall_recover
         self._link = Path(link) if link else None
         self._lock = threading.Lock()
+        self._life = threading.Lock()  # start and stop, one at a time
         self._mode = Mode.LISTENING if listening else Mode.NORMAL
         self._exited = False  # 'x' was typed: a 28800 already set does not count again
         self._modules: dict[tuple[int, int], InstalledModule] = {
@@ -258,6 +267,7 @@ class SimulatedSerialDevice:
                 s.function, s.index, s.version, self.platform.platform_id, hashlib.sha256(b"factory").digest(), ()
             )
             for s in self.platform.slots
+            if s.factory
         }
         self.transfers: list[TransferRecord] = []
         self.entered_dfu = threading.Event()
@@ -265,6 +275,7 @@ class SimulatedSerialDevice:
         self._slave = -1
         self._path = ""
         self._thread: threading.Thread | None = None
+        self._power_cycles = 0  # bumped by stop(): a pending re-plug from before it is void
         self._stop = threading.Event()
         self._wake_r, self._wake_w = -1, -1
         self._receiver: YModemReceiver | None = None
@@ -286,8 +297,20 @@ class SimulatedSerialDevice:
         return self._mode
 
     def start(self) -> str:
+        """Plug the board in: a pty appears, the board boots. After ``stop`` this is a re-plug: same
+        device ID and installed modules, a new pty, listening mode, no transfer in progress."""
+        with self._life:  # a stop still running in another thread (an unplug) finishes first
+            return self._start()
+
+    def _start(self) -> str:
         if self._thread is not None:
             return self._path
+        if self._stop.is_set():
+            self._stop.clear()
+            if self._receiver is not None:
+                self._end_transfer("disconnected", "unplugged")
+            self._exited = False
+            self._mode = Mode.LISTENING
         self._wake_r, self._wake_w = os.pipe()
         self._open_pty()
         self._thread = threading.Thread(target=self._run, name=f"sim-particle-serial-{self.device_id}", daemon=True)
@@ -295,7 +318,14 @@ class SimulatedSerialDevice:
         return self._path
 
     def stop(self) -> None:
+        with self._life:
+            self._stop_now()
+
+    def _stop_now(self) -> None:
         self._stop.set()
+        # A re-plug still pending from a disconnect fault belongs to this power cycle: it must not
+        # open a pty after this stop, nor after a later start.
+        self._power_cycles += 1
         if self._wake_w >= 0:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"x")
@@ -377,7 +407,7 @@ class SimulatedSerialDevice:
         buf = array.array("i", [0] * _TERMIOS2_INTS)
         try:
             fcntl.ioctl(self._master, _TCGETS2, buf)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the pty was closed under us (fd -1)
             return 0
         return int(buf[_OSPEED_INDEX])
 
@@ -616,12 +646,12 @@ class SimulatedSerialDevice:
         self._close_pty()
         self._mode = Mode.GONE
         # A re-plugged board enumerates again on a new port, in listening mode (it has no app yet).
-        timer = threading.Timer(0.05, self._replug)
+        timer = threading.Timer(0.05, self._replug, args=(self._power_cycles,))
         timer.daemon = True
         timer.start()
 
-    def _replug(self) -> None:
-        if self._stop.is_set():
+    def _replug(self, power_cycle: int) -> None:
+        if self._stop.is_set() or power_cycle != self._power_cycles:
             return
         self.timing.spend(_BOOT_TIME, "boot")
         self._open_pty()
