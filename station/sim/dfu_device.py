@@ -22,8 +22,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
-from station.devices.base import FlashImage
 from station.protocols.dfu import (
     DFUSE_VERSION,
     DfuseCommand,
@@ -207,6 +207,16 @@ class RunReport:
     mode: RunMode
     modules: tuple[ModuleCheck, ...] = ()
     unrecognised: tuple[int, ...] = ()  # written ranges that hold no module header
+
+
+class _Placed(Protocol):
+    """An image with its flash address (``FlashImage`` is one; this layer does not import it)."""
+
+    @property
+    def address(self) -> int: ...
+
+    @property
+    def data(self) -> bytes: ...
 
 
 class UsbMode(StrEnum):
@@ -438,8 +448,10 @@ class SimulatedDfuDevice:
         with self._lock:
             self.flash[alt].program(address, data)
 
-    def lower_bound(self, images: Sequence[FlashImage], *, until_running: bool = False) -> float:
-        """Least time the modelled hardware needs to erase, write, read back and leave for ``images``.
+    def lower_bound(self, images: Sequence[tuple[int, bytes] | _Placed], *, until_running: bool = False) -> float:
+        """Least time the modelled hardware needs to erase, write, read back and leave for ``images``:
+        ``(address, bytes)`` pairs, as the ESP simulator takes them, or anything with ``.address`` and
+        ``.data`` (a ``FlashImage``).
 
         Every DfuSe host must at least: send each erase and the address as a command, and every
         block, each followed by two status requests (the first gets dfuDNBUSY and starts the work,
@@ -454,18 +466,20 @@ class SimulatedDfuDevice:
         if until_running:
             total += self.reset_delay
         for image in images:
-            alt = self._alt_for(image.address, image.size)
+            address, data = image if isinstance(image, tuple) else (image.address, image.data)
+            size = len(data)
+            alt = self._alt_for(address, size)
             memory, kind = self.memory[alt], self.spec.alts[alt].kind
-            pages = list(memory.pages(image.address, image.size))
-            blocks = -(-image.size // FUNCTIONAL.transfer_size)
+            pages = list(memory.pages(address, size))
+            blocks = -(-size // FUNCTIONAL.transfer_size)
             for page, page_size in pages:
                 segment = memory.segment_at(page)
                 if segment is not None and segment.erasable:
                     total += command + _flash_spec(kind, page_size).erase_cost(1)
             total += command  # set address
-            total += link.cost(image.size + 12 * blocks, 3 * blocks)
-            total += _flash_spec(kind, pages[0][1] if pages else 4096).program_cost(image.size)
-            total += command + link.cost(image.size, blocks)  # verify: set address, read back
+            total += link.cost(size + 12 * blocks, 3 * blocks)
+            total += _flash_spec(kind, pages[0][1] if pages else 4096).program_cost(size)
+            total += command + link.cost(size, blocks)  # verify: set address, read back
         return total
 
     def _alt_for(self, address: int, length: int) -> int:
