@@ -8,6 +8,7 @@ and the fix (a permission problem names the udev rules), and the command exits 1
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import click
 
-from station.devices.base import DeviceDescription, DeviceIdentity
+from station.devices.base import Device, DeviceDescription, DeviceIdentity
 from station.discovery.base import Candidate, Source, scan_all
 from station.discovery.probe import peek_device
 from station.errors import DeviceError, StationError
@@ -62,7 +63,8 @@ def identify_candidate(candidate: Candidate) -> Listed:
     except StationError as exc:
         return Listed(candidate.description, None, exc)
     try:
-        return Listed(candidate.description, device.identify(), None)
+        identity = device.identify()
+        return Listed(_with_serial_number(candidate.description, device), identity, None)
     except StationError as exc:
         return Listed(candidate.description, None, exc)
     except Exception as exc:  # a family's bug must not hide the other devices
@@ -70,6 +72,13 @@ def identify_candidate(candidate: Candidate) -> Listed:
     finally:
         with contextlib.suppress(Exception):
             device.close()
+
+
+def _with_serial_number(description: DeviceDescription, device: Device) -> DeviceDescription:
+    """Scans do not open a USB device, so its serial-number string is only known once it is open."""
+    if description.usb_serial_number is not None:
+        return description
+    return dataclasses.replace(description, usb_serial_number=device.describe().usb_serial_number)
 
 
 def list_devices(sources: Sequence[Source]) -> list[Listed]:

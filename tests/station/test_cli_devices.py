@@ -39,6 +39,8 @@ def test_simulated_devices_as_json() -> None:
     assert re.fullmatch(r"[0-9a-f]{12}", devices[2]["device_id"])
     assert devices[2]["mac"].replace(":", "") == devices[2]["device_id"]
     assert (devices[0]["vid"], devices[0]["pid"]) == ("2b04", "d00c")
+    # In DFU mode the USB serial-number string is the device ID (dfu-dfuse.md §9.2).
+    assert [d["usb_serial_number"] for d in devices[:2]] == [d["device_id"] for d in devices[:2]]
     assert all(d["error"] is None for d in devices)
     assert document["problems"] == []
 
