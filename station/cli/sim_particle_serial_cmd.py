@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -10,6 +15,24 @@ from station.errors import InputError
 from station.sim.faults import FaultPlan, parse_faults
 from station.sim.particle_serial import PLATFORMS, SimulatedSerialDevice
 from station.sim.timing import TimingModel
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A supervisor's SIGTERM (systemd, docker stop, kill) ends the simulator the way Ctrl-C does,
+    so it cleans up behind itself; the previous handler is back afterwards."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command("particle-serial")
@@ -51,8 +74,9 @@ def sim_particle_serial(
     path = sim.start()
     click.echo(f"simulated {platform} {sim.device_id} on {path}, linked at {link}; Ctrl-C to stop", err=True)
     try:
-        while not sim.entered_dfu.wait(0.5):
-            pass
+        with _sigterm_as_interrupt():
+            while not sim.entered_dfu.wait(0.5):
+                pass
         click.echo("the device rebooted into DFU mode (14400 baud); its serial port is gone", err=True)
     finally:
         sim.stop()
