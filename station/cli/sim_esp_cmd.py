@@ -61,9 +61,9 @@ def sim_esp(listen: str, chip: str, mac: str | None, no_timing: bool, faults: st
         url = sim.serve_tcp(host, port)
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    click.echo(f"{sim.chip_name} MAC {sim.mac} listening on {url} (Ctrl-C to stop)")
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt():  # before the banner: whoever reads it may stop us at once
+            click.echo(f"{sim.chip_name} MAC {sim.mac} listening on {url} (Ctrl-C to stop)")
             while not threading.Event().wait(1.0):
                 pass
     except KeyboardInterrupt:

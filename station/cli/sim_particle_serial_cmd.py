@@ -71,10 +71,10 @@ def sim_particle_serial(
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    path = sim.start()
-    click.echo(f"simulated {platform} {sim.device_id} on {path}, linked at {link}; Ctrl-C to stop", err=True)
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt():  # before the link appears: whoever sees it may stop us at once
+            path = sim.start()
+            click.echo(f"simulated {platform} {sim.device_id} on {path}, linked at {link}; Ctrl-C to stop", err=True)
             while not sim.entered_dfu.wait(0.5):
                 pass
         click.echo("the device rebooted into DFU mode (14400 baud); its serial port is gone", err=True)
