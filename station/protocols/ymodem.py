@@ -170,6 +170,7 @@ class YModemSender:
         self.packet = 0  # the packet in flight
         self.acknowledged = 0  # data bytes the receiver has ACKed
         self._errors = 0
+        self._silences = 0  # waits that timed out since the last new packet went out
         self._can_seen = False
         self._last: bytes = b""
 
@@ -276,6 +277,7 @@ class YModemSender:
                 block=self.packet,
                 address=self.offset,
             )
+        self._silences += 1
         if self.state in (SenderState.AWAIT_START, SenderState.AWAIT_DATA_START, SenderState.AWAIT_BATCH_START):
             return b""
         return self._last
@@ -295,9 +297,19 @@ class YModemSender:
             )
         return self._last
 
-    def _unexpected(self, byte: int) -> UnexpectedReply:
+    def _unexpected(self, byte: int) -> DeviceError:
         doing = self.state_description()
         self.state = SenderState.FAILED
+        if self._silences and byte != CAN:
+            # Silence, then something that is no YModem answer: the device hung and came back
+            # without the transfer (a watchdog reset). The stall is what failed, not the answer.
+            return DeviceTimeout(
+                f"no answer while {doing}; after {self._silences} wait(s) the device answered {byte:#04x} "
+                "instead: it stopped answering and seems to have restarted",
+                device=self._device,
+                block=self.packet,
+                address=self.offset,
+            )
         return UnexpectedReply(
             f"receiver answered {byte:#04x} while {doing}",
             device=self._device,
@@ -317,6 +329,7 @@ class YModemSender:
 
     def _send(self, data: bytes) -> bytes:
         self._last = data
+        self._silences = 0
         return data
 
     def _send_header(self) -> bytes:

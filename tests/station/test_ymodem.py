@@ -194,6 +194,19 @@ def test_unexpected_byte_is_a_protocol_error() -> None:
     assert err.value.block == 1 and "0x86" in err.value.message
 
 
+def test_garbage_after_silence_is_a_stall_not_a_bad_answer() -> None:
+    # A device that hung and came back (watchdog) answers the retransmission with console text.
+    sender = YModemSender("a", bytes(3000), wait_for_start=False)
+    sender.start()
+    sender.on_bytes(bytes((ACK, CRC_REQUEST, ACK)))
+    assert sender.packet == 2
+    assert sender.on_timeout()  # the same packet again
+    with pytest.raises(DeviceTimeout) as err:
+        sender.on_byte(ord("D"))
+    assert err.value.block == 2 and err.value.address == 1024
+    assert "stopped answering" in err.value.message and "0x44" in err.value.message
+
+
 def test_receiver_naks_a_wrong_sequence() -> None:
     sink = Sink()
     receiver = YModemReceiver(sink)
