@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import random
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -109,7 +110,9 @@ def open_sources(ctx: click.Context, simulate: str | None, *, sim_timing: bool) 
     if simulate is not None:
         from station.demo.simulated_bench import bench_from_spec
 
-        bench = bench_from_spec(simulate, timing=sim_timing)
+        # Seeded by the spec: the same SPEC attaches the same boards (device IDs, MACs) every time,
+        # so an ID that `station devices --simulate S` lists names a board for `station flash --simulate S`.
+        bench = bench_from_spec(simulate, timing=sim_timing, rng=random.Random(simulate))
         return [bench], [bench]
     from station.discovery import all_sources
 

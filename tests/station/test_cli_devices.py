@@ -8,6 +8,7 @@ import random
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -16,6 +17,7 @@ from station.demo.simulated_bench import SimulatedBench, parse_simulate_spec
 from station.discovery.usb_dfu import UsbParticleSource
 from station.sim.timing import TimingModel
 from station.sim.usb_backend import SimulatedUsbBackend
+from tests.station.discovery.images import particle_image
 
 NO_TIMING = {"BENCHFLASH_SIM_TIMING": "0"}
 
@@ -43,6 +45,18 @@ def test_simulated_devices_as_json() -> None:
     assert [d["usb_serial_number"] for d in devices[:2]] == [d["device_id"] for d in devices[:2]]
     assert all(d["error"] is None for d in devices)
     assert document["problems"] == []
+
+
+def test_the_same_spec_attaches_the_same_boards_so_a_listed_id_can_be_flashed(tmp_path: Path) -> None:
+    spec = "argon-dfu:2,esp32:1,photon-serial:1"
+    listings = [json.loads(_invoke("devices", "--simulate", spec, "--json")[1])["devices"] for _ in range(2)]
+    ids = [[d["device_id"] for d in listing] for listing in listings]
+    assert ids[0] == ids[1] and len(set(ids[0])) == 4
+    module = tmp_path / "app.bin"
+    module.write_bytes(particle_image("argon").data)
+    code, out, err = _invoke("flash", str(module), "--simulate", spec, "--device", ids[0][1])
+    assert code == 0, err
+    assert out.startswith("PASS sim-2 argon " + ids[0][1])
 
 
 def test_text_listing_has_one_line_per_device() -> None:
