@@ -282,9 +282,7 @@ class ParticleSerialDevice(Device):
                 # it a change even when the port was left at 28800.
                 port.baudrate = listening.LISTENING_BAUD
             except (serial.SerialException, OSError, ValueError) as exc:
-                raise DeviceDisconnected(
-                    f"cannot open serial port: {exc}", device=self.port, hint=_permission_hint(exc)
-                ) from None
+                raise _open_failure(exc, self.port) from None
             self._serial = port
             try:
                 self._await_listening(port)
@@ -418,11 +416,18 @@ def _excerpt(data: bytes) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())[:120]
 
 
-def _permission_hint(exc: BaseException) -> str | None:
+def _open_failure(exc: BaseException, port: str) -> DeviceError:
+    """Why a port did not open: no permission (say how to get it), else the port is gone."""
     text = str(exc)
     if "Permission denied" in text or "Errno 13" in text:
-        return "no permission on the port: install udev/50-particle.rules or add yourself to the dialout group"
-    return None
+        return DeviceError(
+            f"cannot open serial port: {exc}",
+            device=port,
+            hint="install udev/60-benchflash.rules into /etc/udev/rules.d and re-plug the board, "
+            "or add yourself to the dialout group and log in again",
+            reason=Reason.PERMISSION,
+        )
+    return DeviceDisconnected(f"cannot open serial port: {exc}", device=port)
 
 
 def enter_dfu(port: str, *, serial_factory: SerialFactory = serial.Serial) -> None:
@@ -430,7 +435,7 @@ def enter_dfu(port: str, *, serial_factory: SerialFactory = serial.Serial) -> No
     try:
         link = serial_factory(port, listening.DFU_BAUD, timeout=1.0)
     except (serial.SerialException, OSError, ValueError) as exc:
-        raise DeviceDisconnected(f"cannot open serial port: {exc}", device=port, hint=_permission_hint(exc)) from None
+        raise _open_failure(exc, port) from None
     # The device resets as it sees the new rate; the port may already be gone.
     with contextlib.suppress(serial.SerialException, OSError):
         link.close()

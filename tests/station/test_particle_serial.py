@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import serial
@@ -320,6 +321,17 @@ def test_find_serial_devices_picks_particle_ports() -> None:
 def test_unopenable_port_is_a_disconnect_error() -> None:
     with pytest.raises(DeviceDisconnected, match="cannot open serial port"):
         device("/dev/does-not-exist-benchflash").identify()
+
+
+def test_a_port_without_permission_says_how_to_get_it() -> None:
+    def refuse(port: str, *args: object, **kwargs: object) -> serial.Serial:
+        raise serial.SerialException(f"[Errno 13] could not open port {port}: [Errno 13] Permission denied: '{port}'")
+
+    with pytest.raises(DeviceError) as caught:
+        ParticleSerialDevice("/dev/ttyACM7", serial_factory=refuse).identify()
+    assert caught.value.reason is Reason.PERMISSION
+    assert caught.value.hint is not None and "udev/60-benchflash.rules" in caught.value.hint
+    assert (Path(__file__).parents[2] / "udev" / "60-benchflash.rules").is_file()
 
 
 def test_lower_bound_is_what_the_model_charges(sims: Sims) -> None:
