@@ -9,6 +9,7 @@ blocks of ``wTransferSize`` follow with consecutive block numbers; verify reads 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import usb.core
 import usb.util
 
+from firmware_tools.particle import ModuleFlags
 from station.devices.base import (
     Device,
     DeviceDescription,
@@ -63,6 +65,8 @@ from station.protocols.particle_usb import (
 
 UDEV_HINT = "install udev/60-benchflash.rules into /etc/udev/rules.d, then re-plug the board"
 _DFU_CLASS = (0xFE, 0x01, 0x02)
+MODULE_PREFIX_SIZE = 24
+_PREFIX_FLAGS_OFFSET = 9  # start LE32, end LE32, reserved u8, flags u8
 _FALLBACK_TRANSFER_SIZE = 1024  # particle-usb's default when a device has no functional descriptor
 # How often the bus is looked at while a board resets into its new firmware: the bootloader's
 # countdown is 0.5 s, so a coarse poll would add most of a poll period to every job.
@@ -404,9 +408,10 @@ class ParticleDfuDevice(Device):
 
     def _check_images(self, images: Sequence[FlashImage]) -> list[tuple[FlashImage, AltSetting]]:
         plan = []
-        for image in images:
-            if not image.data:
-                raise InputError(f"image {image.name} is empty")
+        for given in images:
+            if not given.data:
+                raise InputError(f"image {given.name} is empty")
+            image = _as_written_over_dfu(given)
             if image.platform_id is not None and image.platform_id != self.platform.platform_id:
                 raise WrongTarget(
                     f"image {image.name} is for platform {image.platform_id}, "
@@ -561,6 +566,18 @@ class ParticleDfuDevice(Device):
         self._transport = None
         self._client = None
         self._current_alt = None
+
+
+def _as_written_over_dfu(image: FlashImage) -> FlashImage:
+    """What DFU writes for ``image``: a module flagged DROP_MODULE_INFO (a radio stack) goes without
+    its 24-byte prefix, its payload at the module's start address, as particle-cli writes it."""
+    if image.module_function is None or len(image.data) <= MODULE_PREFIX_SIZE:
+        return image  # raw bytes, not a module: written as given
+    flags = image.data[_PREFIX_FLAGS_OFFSET]
+    start = int.from_bytes(image.data[:4], "little")
+    if not flags & int(ModuleFlags.DROP_MODULE_INFO) or start != image.address:
+        return image
+    return dataclasses.replace(image, data=image.data[MODULE_PREFIX_SIZE:], sha256="")
 
 
 def _same_enumeration(a: Any, b: Any) -> bool:

@@ -420,3 +420,28 @@ def test_p1_serial_flash_and_dct_share_address_zero(bus: SimulatedUsbBackend) ->
     assert sim.read(0x0, 10000, alt=2) == serial_flash.data
     assert sim.read(0x100, 100, alt=1) == dct.data
     assert sim.read(0x0, 0x100, alt=1) == b"\xff" * 0x100
+
+
+def test_a_radio_stack_goes_without_its_prefix_as_particle_cli_writes_it(bus: SimulatedUsbBackend) -> None:
+    # A SoftDevice module carries DROP_MODULE_INFO: DFU writes its payload at the module's start
+    # address without the 24-byte prefix (reference dfu-dfuse.md §9.3); YModem sends it whole.
+    import hashlib
+    import zlib
+
+    packed = bytearray(
+        pack_module(
+            payload(9, 9000), platform_id=12, function=ModuleFunction.RADIO_STACK, index=0, start_address=0x1000
+        )
+    )
+    packed[9] |= 0x01  # DROP_MODULE_INFO
+    packed[-38:-6] = hashlib.sha256(packed[:-38]).digest()
+    packed[-4:] = zlib.crc32(packed[:-4]).to_bytes(4, "big")
+    data = bytes(packed)
+    assert parse_module(data).crc_ok
+    image = FlashImage("softdevice.bin", data, 0x1000, kind="radio-stack", module_function=8, platform_id=12)
+    sim = plug(bus, "argon")
+    device = device_at(bus)
+    device.flash([image])
+    device.verify([image])
+    assert sim.read(0x1000, len(data) - 24) == data[24:]
+    assert sim.read(0x1000 + len(data) - 24, 24) == b"\xff" * 24  # nothing shifted past the payload
