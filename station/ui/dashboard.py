@@ -46,7 +46,8 @@ class SlotTile(Vertical, can_focus=True):
     """
 
     def __init__(self, view: SlotView) -> None:
-        super().__init__(id=_tile_id(view.slot))
+        # The state's colour is set now, not on mount, so the tile never shows a stale colour.
+        super().__init__(id=_tile_id(view.slot), classes=_STATE_CLASS.get(view.state, ""))
         self.slot = view.slot
         self._view = view
 
@@ -62,9 +63,8 @@ class SlotTile(Vertical, can_focus=True):
 
     def show(self, view: SlotView) -> None:
         self._view = view
-        self.set_class(view.state is TileState.PASS, "pass")
-        self.set_class(view.state is TileState.FAIL, "fail")
-        self.set_class(view.state is TileState.EMPTY, "empty")
+        for state, name in _STATE_CLASS.items():
+            self.set_class(view.state is state, name)
         removed = "" if view.attached else "  [b]removed[/b]"
         self.query_one(".label", Static).update(f"{view.label}  [dim]{view.slot}[/dim]{removed}")
         device = view.device_id or "identifying..."
@@ -82,6 +82,9 @@ class SlotTile(Vertical, can_focus=True):
             TileState.EMPTY: "empty",
         }[view.state]
         self.query_one(".verdict", Static).update(verdict)
+
+
+_STATE_CLASS = {TileState.PASS: "pass", TileState.FAIL: "fail", TileState.EMPTY: "empty"}
 
 
 def _tile_id(slot: str) -> str:

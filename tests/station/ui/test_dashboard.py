@@ -45,8 +45,12 @@ def test_tiles_show_pass_and_fail_and_summary() -> None:
             # The screen drains its queue on a timer: wait for the last event to land (bounded).
             for _ in range(200):
                 await pilot.pause(0.05)
-                if "FAIL 1" in str(app.query_one("#summary").render()) and len(app.query(SlotTile)) == 2:
-                    break
+                shown = {t.slot: t for t in app.query(SlotTile)}
+                if "FAIL 1" in str(app.query_one("#summary").render()) and len(shown) == 2:
+                    found = [t.query(".verdict") for t in shown.values()]
+                    verdicts = [str(v.first().render()) for v in found if v]
+                    if len(verdicts) == 2 and all(verdicts):
+                        break
             tiles = {tile.slot: tile for tile in app.query(SlotTile)}
             assert set(tiles) == {"1-1.1", "1-1.2"}
             assert tiles["1-1.1"].has_class("pass")
