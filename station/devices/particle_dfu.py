@@ -19,7 +19,8 @@ from typing import Any
 import usb.core
 import usb.util
 
-from firmware_tools.particle import ModuleFlags
+from firmware_tools.errors import FirmwareError
+from firmware_tools.particle import ModuleFlags, parse_module
 from station.devices.base import (
     Device,
     DeviceDescription,
@@ -66,6 +67,8 @@ from station.protocols.particle_usb import (
 UDEV_HINT = "install udev/60-benchflash.rules into /etc/udev/rules.d, then re-plug the board"
 _DFU_CLASS = (0xFE, 0x01, 0x02)
 MODULE_PREFIX_SIZE = 24
+_USER_PART, _SYSTEM_PART = 5, 4  # module functions
+_FORMER_USER_PART = 0xD4000  # Gen3: where 128 KB user parts lived before Device OS 3.1 (dfu-dfuse.md §9.3)
 _PREFIX_FLAGS_OFFSET = 9  # start LE32, end LE32, reserved u8, flags u8
 _FALLBACK_TRANSFER_SIZE = 1024  # particle-usb's default when a device has no functional descriptor
 # How often the bus is looked at while a board resets into its new firmware: the bootloader's
@@ -437,8 +440,20 @@ class ParticleDfuDevice(Device):
             plan = self._check_images(images)
             for image, alt in plan:
                 self._select(client, alt.alt)
+                if self.platform.generation == "gen3" and _needs_former_user_part_cleared(image):
+                    self._clear_former_user_part(client, image, alt.memory)
                 self._erase(client, image, alt.memory, progress)
                 self._write(client, image, progress)
+
+    def _clear_former_user_part(self, client: DfuSeClient, image: FlashImage, memory: MemoryMap) -> None:
+        """Blank the 128 KB user part's old location (0xD4000) before a 256 KB app, as particle-cli
+        does: an old app's header left there would be found by Device OS. Nothing to do when the
+        new app itself covers that page."""
+        if image.address <= _FORMER_USER_PART < image.address + image.size:
+            return
+        if not memory.covers(_FORMER_USER_PART, 4096, writable=True):
+            return
+        client.erase_page(_FORMER_USER_PART)
 
     def _erase(self, client: DfuSeClient, image: FlashImage, memory: MemoryMap, progress: ProgressCallback) -> None:
         erasable = [(page, size) for page, size in memory.pages(image.address, image.size) if _erasable(memory, page)]
@@ -566,6 +581,17 @@ class ParticleDfuDevice(Device):
         self._transport = None
         self._client = None
         self._current_alt = None
+
+
+def _needs_former_user_part_cleared(image: FlashImage) -> bool:
+    """A Gen3 256 KB user part (index 2) built for Device OS >= 3.1.3 (particle-cli's rule, 3103)."""
+    if image.module_function != _USER_PART or image.module_index != 2:
+        return False
+    try:
+        module = parse_module(image.data)
+    except FirmwareError:
+        return False
+    return any(d.function == _SYSTEM_PART and d.version >= 3103 for d in module.prefix.dependencies)
 
 
 def _as_written_over_dfu(image: FlashImage) -> FlashImage:

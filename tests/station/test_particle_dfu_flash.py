@@ -445,3 +445,28 @@ def test_a_radio_stack_goes_without_its_prefix_as_particle_cli_writes_it(bus: Si
     device.verify([image])
     assert sim.read(0x1000, len(data) - 24) == data[24:]
     assert sim.read(0x1000 + len(data) - 24, 24) == b"\xff" * 24  # nothing shifted past the payload
+
+
+@pytest.mark.parametrize(("system_version", "cleared"), [(5800, True), (2300, False)])
+def test_a_256k_app_blanks_the_old_128k_app_location_as_particle_cli_does(
+    bus: SimulatedUsbBackend, system_version: int, cleared: bool
+) -> None:
+    from firmware_tools.particle import Dependency
+
+    old = pack_module(payload(3, 6000), platform_id=12, index=1, start_address=0xD4000)
+    new = pack_module(
+        payload(4, 6000),
+        platform_id=12,
+        index=2,
+        dependencies=[Dependency(ModuleFunction.SYSTEM_PART, 1, system_version)],
+    )
+    start = parse_module(new).prefix.start_address
+    assert start == 0xB4000
+    sim = plug(bus, "argon")
+    sim.preload(0xD4000, old)
+    image = FlashImage("app.bin", new, start, module_function=5, module_index=2, platform_id=12)
+    device = device_at(bus)
+    device.flash([image])
+    device.verify([image])
+    assert sim.read(start, len(new)) == new
+    assert (sim.read(0xD4000, 4096) == b"\xff" * 4096) is cleared
