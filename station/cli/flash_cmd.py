@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from firmware_tools.checks import Expectations
 from firmware_tools.errors import FirmwareError
 from firmware_tools.formats import read_firmware
 from station.cli.devices_cmd import error_json, identify_candidate, open_sources, source_problems
-from station.devices.base import Device, DeviceDescription, DeviceIdentity, Family, FlashImage, Progress
+from station.devices.base import Device, DeviceDescription, DeviceIdentity, Family, FlashImage, Mode, Progress
 from station.discovery.base import Candidate, Source, scan_all
 from station.errors import DeviceError, InputError, Reason, StationError, WrongTarget
 from station.line.plan import Target
@@ -205,6 +207,34 @@ def _describe(candidates: Sequence[Candidate]) -> str:
     return ", ".join(f"{c.slot} ({c.description.family.value})" for c in candidates)
 
 
+def explicit_port_candidate(port: str, flash_input: FlashInput) -> Candidate | None:
+    """A serial port the scan does not list, taken at the user's word: a ``socket://`` or
+    ``rfc2217://`` URL (``station sim esp``, a remote bridge) or a tty such as a ``station sim
+    particle-serial`` link or an adapter whose USB IDs are not known. The file says which family
+    to speak: a Particle module goes over listening mode, an ESP image to the ROM loader."""
+    url = port.startswith(("socket://", "rfc2217://"))
+    if not url and not (os.path.exists(port) and stat.S_ISCHR(os.stat(port).st_mode)):
+        return None
+    if flash_input.families == _ESP_FAMILIES:
+        from station.devices.esp import EspDevice
+
+        family, mode = Family.ESP, Mode.BOOTLOADER
+
+        def open_device() -> Device:
+            return EspDevice(port, port_path=port)
+    elif not url:
+        from station.devices.particle_serial import ParticleSerialDevice
+
+        family, mode = Family.PARTICLE_SERIAL, Mode.LISTENING
+
+        def open_device() -> Device:
+            return ParticleSerialDevice(port, port_path=port)
+    else:
+        return None
+    description = DeviceDescription(family=family, port_path=port, mode=mode, serial_port=port)
+    return Candidate(description, open_device)
+
+
 def choose_device(
     sources: Sequence[Source], flash_input: FlashInput, *, device_id: str | None, port: str | None
 ) -> Candidate:
@@ -216,12 +246,13 @@ def choose_device(
     )
     if port is not None:
         named = [c for c in everything if port in (c.slot, c.description.serial_port)]
-        if not named:
-            seen = _describe(everything) or "none"
-            raise DeviceError(
-                f"no device at port {port!r} (attached: {seen})", reason=Reason.NOT_FOUND, hint=absent_hint
-            )
-        return named[0]
+        if named:
+            return named[0]
+        direct = explicit_port_candidate(port, flash_input)
+        if direct is not None:
+            return direct
+        seen = _describe(everything) or "none"
+        raise DeviceError(f"no device at port {port!r} (attached: {seen})", reason=Reason.NOT_FOUND, hint=absent_hint)
     if device_id is not None:
         errors: list[str] = []
         for candidate in everything:
