@@ -75,6 +75,15 @@ class Recorded(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Rebooted(Event):
+    """The board that just passed on this slot came back running its new firmware: nothing written."""
+
+    kind: ClassVar[str] = "rebooted"
+    device_id: str
+    firmware: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Detached(Event):
     kind: ClassVar[str] = "detached"
 
@@ -112,6 +121,7 @@ EVENT_KINDS: tuple[type[Event], ...] = (
     Passed,
     Failed,
     Recorded,
+    Rebooted,
     Detached,
     LineStatus,
     SyncProgress,

@@ -13,9 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from station.devices.base import Mode
 from station.discovery.base import Candidate, Source, scan_all
-from station.errors import Reason
-from station.line.events import Attached, Detached, EventSink, LineStatus
+from station.discovery.probe import peek_device
+from station.errors import Reason, StationError
+from station.line.events import Attached, Detached, EventSink, LineStatus, Rebooted
 from station.line.job import AttemptRecorder, JobContext, JobResult, finish_job, run_job
 from station.line.plan import JobPlan
 
@@ -23,6 +25,12 @@ from station.line.plan import JobPlan
 # the serial-port list: well under a millisecond each), and a board waits on average half this
 # long before its job starts, so a short interval is cheap and saves time on every board.
 DEFAULT_POLL_INTERVAL = 0.05
+
+# A board that passed restarts into its new firmware: it drops off USB and comes back on the same
+# port in normal mode, sometimes after the discovery's own grace has run out. Coming back that way
+# within this window, it is first identified without switching modes; if it is the board that just
+# passed, nothing is written again.
+REBOOT_WINDOW = 30.0
 
 
 class SlotState(StrEnum):
@@ -40,6 +48,13 @@ class _Slot:
     state: SlotState = SlotState.RUNNING
     detached: bool = False
     thread: threading.Thread | None = None
+    device_id: str | None = None  # once the job identified the board
+
+
+@dataclass(frozen=True)
+class _RecentPass:
+    device_id: str
+    left_at: float  # monotonic time the slot was seen empty
 
 
 class LineRunner:
@@ -69,6 +84,7 @@ class LineRunner:
         self.monotonic = monotonic
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
+        self._recent_passes: dict[str, _RecentPass] = {}
         self._last_status = float("-inf")
         self.passed = 0
         self.failed = 0
@@ -78,15 +94,26 @@ class LineRunner:
         """Scan once: announce arrivals and departures, start jobs, time out hung ones."""
         seen = scan_all(self.sources)
         with self._lock:
+            now = self.monotonic()
             for slot, entry in list(self._slots.items()):
                 if slot not in seen and not entry.detached:
                     entry.detached = True
                     entry.ctx.event(Detached)
+                    if entry.state is SlotState.PASSED and entry.device_id is not None:
+                        self._recent_passes[slot] = _RecentPass(entry.device_id, now)
                 if entry.detached and entry.state is not SlotState.RUNNING:
                     del self._slots[slot]
             for slot, candidate in seen.items():
                 if slot not in self._slots:
-                    self._start(candidate, announce=True)
+                    recent = self._recent_passes.pop(slot, None)
+                    passed_before = None
+                    if (
+                        recent is not None
+                        and now - recent.left_at <= REBOOT_WINDOW
+                        and candidate.description.mode is Mode.NORMAL
+                    ):
+                        passed_before = recent.device_id
+                    self._start(candidate, announce=True, passed_before=passed_before)
             self._time_out_hung_jobs()
         self._maybe_status()
 
@@ -119,7 +146,7 @@ class LineRunner:
         self._maybe_status(force=True)
 
     # -- internals -------------------------------------------------------------------------
-    def _start(self, candidate: Candidate, *, announce: bool) -> None:
+    def _start(self, candidate: Candidate, *, announce: bool, passed_before: str | None = None) -> None:
         slot = candidate.slot
         label = self.label(slot)
         ctx = JobContext(slot=slot, label=label, emit=self.sink, clock=self.clock, monotonic=self.monotonic)
@@ -128,17 +155,42 @@ class LineRunner:
         if announce:
             d = candidate.description
             ctx.event(Attached, family=d.family.value, mode=d.mode.value)
-        thread = threading.Thread(target=self._work, args=(entry,), name=f"slot-{slot}", daemon=True)
+        thread = threading.Thread(target=self._work, args=(entry, passed_before), name=f"slot-{slot}", daemon=True)
         entry.thread = thread
         thread.start()
 
-    def _work(self, entry: _Slot) -> None:
+    def _work(self, entry: _Slot, passed_before: str | None) -> None:
+        if passed_before is not None and self._is_rebooted(entry, passed_before):
+            return
         result = run_job(entry.candidate.open, entry.candidate.description, self.plan, self.recorder, entry.ctx)
         if result is not None:
             self._settle(entry, result)
 
+    def _is_rebooted(self, entry: _Slot, device_id: str) -> bool:
+        """Whether the board back on this slot is the one that just passed, now running its firmware.
+
+        It is identified without switching modes; any doubt (no answer, another ID) means a new
+        board, which gets its job as usual.
+        """
+        try:
+            device = peek_device(entry.candidate)
+            try:
+                identity = device.identify()
+            finally:
+                device.close()
+        except StationError:
+            return False
+        if identity.device_id.lower() != device_id:
+            return False
+        with self._lock:
+            entry.state = SlotState.PASSED
+            entry.device_id = device_id
+        entry.ctx.event(Rebooted, device_id=device_id, firmware=identity.firmware)
+        return True
+
     def _settle(self, entry: _Slot, result: JobResult) -> None:
         with self._lock:
+            entry.device_id = result.device_id
             entry.state = SlotState.PASSED if result.passed else SlotState.FAILED
             if result.passed:
                 self.passed += 1

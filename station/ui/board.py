@@ -19,6 +19,7 @@ from station.line.events import (
     LineStatus,
     Passed,
     ProgressEvent,
+    Rebooted,
     Recorded,
 )
 
@@ -111,6 +112,8 @@ class Board:
         elif isinstance(e, Failed):
             view = replace(view, state=TileState.FAIL, reason=e.reason, message=e.message, seconds=e.seconds)
             self.totals = replace(self.totals, failed=self.totals.failed + 1)
+        elif isinstance(e, Rebooted):
+            view = replace(view, state=TileState.PASS, device_id=e.device_id, phase="restarted into its new firmware")
         elif isinstance(e, Recorded):
             pass
         elif isinstance(e, Detached):

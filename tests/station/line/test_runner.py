@@ -30,13 +30,16 @@ from station.store import AttemptResult, Registry
 
 
 class MemoryDevice(Device):
-    def __init__(self, slot: str, device_id: str, platform_id: int = 12, behaviour: str = "ok") -> None:
+    def __init__(
+        self, slot: str, device_id: str, platform_id: int = 12, behaviour: str = "ok", mode: Mode = Mode.DFU
+    ) -> None:
         self.slot, self.device_id, self.platform_id, self.behaviour = slot, device_id, platform_id, behaviour
+        self.mode = mode
         self.flash_memory: dict[int, bytes] = {}
         self.closed = threading.Event()
 
     def describe(self) -> DeviceDescription:
-        return DeviceDescription(Family.PARTICLE_DFU, self.slot, Mode.DFU, 0x2B04, 0xD00C, self.device_id)
+        return DeviceDescription(Family.PARTICLE_DFU, self.slot, self.mode, 0x2B04, 0xD00C, self.device_id)
 
     def identify(self) -> DeviceIdentity:
         return DeviceIdentity(self.device_id, {12: "argon", 6: "photon"}[self.platform_id], self.platform_id)
@@ -206,3 +209,36 @@ def test_identify_only_mode_records_and_queues_without_writing(tmp_path: Path) -
     assert results["1-6"][0][:2] == ("fail", "wrong-target")  # the target is still checked
     assert all(d.flash_memory == {} for d in source.devices.values())
     assert _enqueued(recorder) == ["7" * 24]
+
+
+def test_a_passed_board_rebooting_into_its_firmware_is_not_flashed_again(tmp_path: Path) -> None:
+    source, recorder, events = MemorySource(), Registry(tmp_path / "station.db"), []
+    board = MemoryDevice("1-7", "a" * 24)
+    source.devices = {"1-7": board}
+    runner = LineRunner([source], _plan(), recorder, lambda e: events.append(e.to_json()), poll_interval=0.01)
+    _run_until(runner, lambda: runner.running() == 0 and _finished(recorder, 1))
+
+    # It leaves DFU mode, drops off the bus, and comes back in normal mode running the new app.
+    del source.devices["1-7"]
+    runner.poll()
+    source.devices["1-7"] = MemoryDevice("1-7", "a" * 24, mode=Mode.NORMAL)
+    _run_until(runner, lambda: any(e["event"] == "rebooted" for e in events))
+    runner.drain()
+    assert len(recorder.history()) == 1  # no second attempt, nothing written again
+    assert source.devices["1-7"].flash_memory == {}
+    assert not runner.retry("1-7")  # the slot is a PASS
+
+    # A different board put in that slot soon after, in normal mode, gets its job.
+    del source.devices["1-7"]
+    runner.poll()
+    source.devices["1-7"] = MemoryDevice("1-7", "b" * 24, mode=Mode.NORMAL)
+    _run_until(runner, lambda: runner.running() == 0 and _finished(recorder, 2))
+    runner.drain()
+    assert [a.device_id for a in recorder.history()] == ["a" * 24, "b" * 24]
+
+    # The passed board re-plugged in DFU mode on purpose is flashed again.
+    del source.devices["1-7"]
+    runner.poll()
+    source.devices["1-7"] = MemoryDevice("1-7", "b" * 24, mode=Mode.DFU)
+    _run_until(runner, lambda: runner.running() == 0 and _finished(recorder, 3))
+    assert len(recorder.history()) == 3
