@@ -32,7 +32,7 @@ from station.cli.devices_cmd import error_json, identify_candidate, open_sources
 from station.devices.base import Device, DeviceDescription, DeviceIdentity, Family, FlashImage, Mode, Progress
 from station.discovery.base import Candidate, Source, scan_all
 from station.errors import DeviceError, InputError, Reason, StationError, WrongTarget
-from station.line.plan import Target
+from station.line.plan import Target, flash_images, target_of
 
 _FUNCTION_BY_KIND = {kind: code for code, kind in PARTICLE_KIND_BY_FUNCTION.items()}
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -150,25 +150,9 @@ def _bundle_input(path: str, trusted: Sequence[str]) -> FlashInput:
         )
     bundle = open_verified_bundle(path, [Path(k) for k in trusted])
     m = bundle.manifest
-    images = tuple(
-        FlashImage(
-            name=i.name,
-            data=i.data,
-            address=i.address,
-            kind=i.kind.value,
-            module_function=None if i.particle is None else _FUNCTION_BY_KIND[i.particle.module_function],
-            module_index=None if i.particle is None else i.particle.module_index,
-            platform_id=None if i.particle is None else i.particle.platform_id,
-            sha256=i.sha256,
-        )
-        for i in bundle.images
-    )
-    if m.target.chip is not None:
-        target = Target(chip=m.target.chip)
-        families = _ESP_FAMILIES
-    else:
-        target = Target(platform_id=m.target.platform_id, platform_name=m.target.platform_name)
-        families = _PARTICLE_FAMILIES
+    images = flash_images(bundle)
+    target = target_of(bundle)
+    families = _ESP_FAMILIES if target.is_esp else _PARTICLE_FAMILIES
     product = f"{m.product.name} v{m.product_version} (product {m.product.id})"
     return FlashInput(path, "bundle", families, target, images, product)
 

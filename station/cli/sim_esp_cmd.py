@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import threading
-from collections.abc import Iterator
-from types import FrameType
 
 import click
 
+from station.cli.signals import sigterm_as_interrupt
 from station.errors import InputError
 from station.sim.esp_chips import CHIPS
 from station.sim.faults import FaultPlan, parse_faults
@@ -21,24 +18,6 @@ def _split_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise InputError(f"--listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:5555")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A supervisor's SIGTERM (systemd, docker stop, kill) ends the simulator the way Ctrl-C does,
-    so it cleans up behind itself; the previous handler is back afterwards."""
-
-    def interrupt(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command("esp")
@@ -62,7 +41,7 @@ def sim_esp(listen: str, chip: str, mac: str | None, no_timing: bool, faults: st
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     try:
-        with _sigterm_as_interrupt():  # before the banner: whoever reads it may stop us at once
+        with sigterm_as_interrupt():  # before the banner: whoever reads it may stop us at once
             click.echo(f"{sim.chip_name} MAC {sim.mac} listening on {url} (Ctrl-C to stop)")
             while not threading.Event().wait(1.0):
                 pass

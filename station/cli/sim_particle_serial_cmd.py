@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 import click
 
+from station.cli.signals import sigterm_as_interrupt
 from station.errors import InputError
 from station.sim.faults import FaultPlan, parse_faults
 from station.sim.particle_serial import PLATFORMS, SimulatedSerialDevice
 from station.sim.timing import TimingModel
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A supervisor's SIGTERM (systemd, docker stop, kill) ends the simulator the way Ctrl-C does,
-    so it cleans up behind itself; the previous handler is back afterwards."""
-
-    def interrupt(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command("particle-serial")
@@ -72,7 +50,7 @@ def sim_particle_serial(
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
-        with _sigterm_as_interrupt():  # before the link appears: whoever sees it may stop us at once
+        with sigterm_as_interrupt():  # before the link appears: whoever sees it may stop us at once
             path = sim.start()
             click.echo(f"simulated {platform} {sim.device_id} on {path}, linked at {link}; Ctrl-C to stop", err=True)
             while not sim.entered_dfu.wait(0.5):

@@ -87,22 +87,17 @@ class JobPlan:
         )
 
 
-def plan_from_bundle(
-    bundle: VerifiedBundle,
-    profile: Profile,
-    *,
-    bundle_sha256: str,
-    operator: str | None,
-    sync_product: str | None = None,
-    sync_group: str | None = None,
-) -> JobPlan:
-    """The line's plan from a verified bundle and the profile: images in flash order, held in memory."""
-    m = bundle.manifest
-    if m.target.chip is not None:
-        target = Target(chip=m.target.chip)
-    else:
-        target = Target(platform_id=m.target.platform_id, platform_name=m.target.platform_name)
-    images = tuple(
+def target_of(bundle: VerifiedBundle) -> Target:
+    """The device a verified bundle is for."""
+    t = bundle.manifest.target
+    if t.chip is not None:
+        return Target(chip=t.chip)
+    return Target(platform_id=t.platform_id, platform_name=t.platform_name)
+
+
+def flash_images(bundle: VerifiedBundle) -> tuple[FlashImage, ...]:
+    """A verified bundle's images as the devices take them, in flash order, bytes in memory."""
+    return tuple(
         FlashImage(
             name=i.name,
             data=i.data,
@@ -115,6 +110,21 @@ def plan_from_bundle(
         )
         for i in bundle.images
     )
+
+
+def plan_from_bundle(
+    bundle: VerifiedBundle,
+    profile: Profile,
+    *,
+    bundle_sha256: str,
+    operator: str | None,
+    sync_product: str | None = None,
+    sync_group: str | None = None,
+) -> JobPlan:
+    """The line's plan from a verified bundle and the profile: images in flash order, held in memory."""
+    m = bundle.manifest
+    target = target_of(bundle)
+    images = flash_images(bundle)
     return JobPlan(
         station_id=profile.station_id,
         target=target,
