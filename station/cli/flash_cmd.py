@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -67,27 +66,12 @@ class FlashInput:
         """Why this device must not take these images, or None."""
         if family not in self.families:
             return f"the device is {identity.platform} ({family.value}): it cannot take {self.label}"
-        target = self.target
-        if target is None:
+        if self.target is None:
             return None
-        if target.chip is not None:
-            if _chip_key(identity.platform) != _chip_key(target.chip):
-                return f"device is {identity.platform}, {self.source} is built for {target.chip}"
-            return None
-        if identity.platform_id != target.platform_id:
-            return (
-                f"device is {identity.platform} (platform {identity.platform_id}), "
-                f"{self.source} is built for {target.describe()}"
-            )
-        return None
+        return self.target.mismatch(family, identity, what=self.source)
 
 
 _LABELS = {"particle-module": "a Particle module", "esp-image": "an ESP image", "bundle": "this bundle"}
-
-
-def _chip_key(name: str) -> str:
-    # "ESP32-S3", "esp32s3" and "ESP32S3" name one chip.
-    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def _failed_checks(facts: ImageFacts, name: str) -> None:

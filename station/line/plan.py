@@ -7,21 +7,16 @@ worker: the images are bytes in memory, so no file is re-read mid-shift.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 from firmware_tools.bundle import VerifiedBundle
 from firmware_tools.bundle.manifest import PARTICLE_KIND_BY_FUNCTION
+from firmware_tools.esp.chips import normalise_chip_name
 from station.devices.base import DeviceIdentity, Family, FlashImage
 from station.profile import LineMode, Profile, VerifyPolicy
 from station.store.models import ImageDigest, RunContext
 
 _FUNCTION_BY_KIND = {kind: code for code, kind in PARTICLE_KIND_BY_FUNCTION.items()}
-
-
-def _chip_key(name: str) -> str:
-    # "ESP32-S3", "esp32s3" and "ESP32S3" are one chip.
-    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 @dataclass(frozen=True)
@@ -41,19 +36,19 @@ class Target:
             return self.chip
         return f"{self.platform_name or 'platform'} (id {self.platform_id})"
 
-    def mismatch(self, family: Family, identity: DeviceIdentity) -> str | None:
-        """Why this device is not the target, or None when it is."""
+    def mismatch(self, family: Family, identity: DeviceIdentity, *, what: str = "the bundle") -> str | None:
+        """Why this device is not the target, or None when it is; ``what`` names the firmware's source."""
         if self.is_esp:
             if family is not Family.ESP:
                 return f"a Particle {identity.platform} cannot take an image for {self.chip}"
             assert self.chip is not None
-            if _chip_key(identity.platform) != _chip_key(self.chip):
-                return f"device is {identity.platform}, the bundle is for {self.chip}"
+            if normalise_chip_name(identity.platform) != normalise_chip_name(self.chip):
+                return f"device is {identity.platform}, {what} is for {self.chip}"
             return None
         if family is Family.ESP:
             return f"an {identity.platform} cannot take firmware for Particle {self.describe()}"
         if identity.platform_id != self.platform_id:
-            return f"device is {identity.platform} (id {identity.platform_id}), the bundle is for {self.describe()}"
+            return f"device is {identity.platform} (id {identity.platform_id}), {what} is for {self.describe()}"
         return None
 
 
