@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
@@ -17,7 +16,7 @@ from station.errors import StationError
 @click.pass_context
 def check(ctx: click.Context, profile_path: str, as_json: bool) -> None:
     """Check a profile and the bundle it names (signature, target); exit 1 on any problem."""
-    from station.line.setup import prepare_line
+    from station.line_setup import prepare_line
 
     try:
         line = prepare_line(profile_path)
@@ -31,11 +30,17 @@ def check(ctx: click.Context, profile_path: str, as_json: bool) -> None:
     plan, profile, m = line.plan, line.profile, line.bundle.manifest
     token_state = None
     if line.cloud is not None:
+        from station.cloud.errors import CloudConfigError
+        from station.cloud.token import load_token
+
+        # The same reader `station run` uses, so a token file of the wrong mode is caught here too.
         cloud = line.cloud
-        if cloud.token_file is not None:
-            token_state = f"file {cloud.token_file}" + ("" if cloud.token_file.exists() else " (missing)")
+        try:
+            load_token(cloud)
+        except CloudConfigError as exc:
+            token_state = f"NOT usable: {exc.message}"
         else:
-            token_state = f"${cloud.token_env}" + (" set" if os.environ.get(cloud.token_env) else " NOT set")
+            token_state = f"file {cloud.token_file}" if cloud.token_file is not None else f"${cloud.token_env} set"
     summary = {
         "ok": True,
         "station_id": plan.station_id,
