@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from station.demo.sample_release import make_sample_release
 from station.demo.simulated_bench import SimulatedBench, parse_simulate_spec
 from station.line.events import Event, EventSink, Recorded
-from station.line.setup import PreparedLine, prepare_line
+from station.line_setup import PreparedLine, prepare_line
 from station.session import LineSession
 from station.store import OutboxState, Registry
 
@@ -64,12 +64,9 @@ class DemoResult:
     folder: Path
     registry: Path
     export_file: Path
-    passed: int = 0
-    failed: int = 0
     synced: int = 0
     pending: int = 0
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
     rollout: list[str] = field(default_factory=list)  # what the console rollout did, line by line
 
 
@@ -179,18 +176,18 @@ def _rollout(
 
 def run_demo(folder: Path, sink: EventSink, *, timing: bool = True, console_latency: float = 0.0) -> DemoResult:
     """Run the demo shift in ``folder``; events go to ``sink`` (a dashboard or JSON lines)."""
-    import os
-
+    from station.cloud.token import AccessToken
     from station.sim.console import SimConsole
     from station.sim.console_http import ConsoleServer
 
     started = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
     release = make_sample_release(folder, target=TARGET, product_id=PRODUCT_ID, product_version=PRODUCT_VERSION)
-    token = secrets.token_hex(20)
-    console = SimConsole.with_product(PRODUCT_ID, token, platform_id=12, latency=console_latency)
+    # Handed straight to the sync, never put in the environment: the profile's token_env shows
+    # where a real line's token comes from.
+    token = AccessToken(secrets.token_hex(20), source="the demo's simulated console")
+    console = SimConsole.with_product(PRODUCT_ID, token.reveal(), platform_id=12, latency=console_latency)
     server = ConsoleServer(console, "127.0.0.1", 0).start()
-    os.environ[TOKEN_ENV] = token  # this process only: the profile names the variable, never the token
     db = folder / "station.db"
     result = DemoResult(folder=folder, registry=db, export_file=folder / "import.txt")
     bench = SimulatedBench(timing=timing)
@@ -204,10 +201,7 @@ def run_demo(folder: Path, sink: EventSink, *, timing: bool = True, console_late
             sink(event)
 
         session = LineSession(line, registry, [bench], fan_out, poll_interval=0.1)
-        from station.cloud.token import load_token
-
-        assert line.cloud is not None
-        session.start_sync(load_token(line.cloud))
+        session.start_sync(token)
         stop = threading.Event()
         runner = threading.Thread(target=session.run, args=(stop,), name="demo-line", daemon=True)
         runner.start()
@@ -220,19 +214,15 @@ def run_demo(folder: Path, sink: EventSink, *, timing: bool = True, console_late
             time.sleep(0.1)
         stop.set()
         runner.join(timeout=120)
-        stats = registry.stats()
         counts = registry.outbox.counts(str(PRODUCT_ID))
-        result.passed, result.failed = stats.devices_passed, stats.attempts_failed
         result.synced, result.pending = counts[OutboxState.SYNCED], counts[OutboxState.PENDING]
         from station.store import ExportFormat, write_export
 
         write_export(registry, ExportFormat.TXT, result.export_file)
-        result.notes.append(f"console lists {len(console.product_device_ids(str(PRODUCT_ID)))} device(s)")
-        result.rollout = _rollout(line, console, bench, technician.passed[0], load_token(line.cloud))
+        result.rollout = _rollout(line, console, bench, technician.passed[0], token)
     finally:
         bench.close()
         registry.close()
         server.stop()
-        os.environ.pop(TOKEN_ENV, None)
     result.seconds = time.monotonic() - started
     return result
