@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from station.devices.base import Device, DeviceDescription, DeviceIdentity, Phase, Progress
@@ -56,7 +56,6 @@ class JobResult:
     message: str
     seconds: float
     attempt_id: int
-    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class _Throttle:
@@ -115,15 +114,12 @@ def run_job(
     attempt_id = recorder.start_attempt(Slot(ctx.slot, ctx.label), plan.run_context())
     ctx.attempt_id = attempt_id
     identity: DeviceIdentity | None = None
-    phases: dict[str, float] = {}
     throttle = _Throttle(ctx.monotonic)
 
     def timed(phase: Phase, action: Callable[[], T]) -> T:
+        # The registry times each phase from one transition to the next.
         recorder.record_phase(attempt_id, phase.value)
-        t0 = ctx.monotonic()
-        result = action()
-        phases[phase.value] = phases.get(phase.value, 0.0) + ctx.monotonic() - t0
-        return result
+        return action()
 
     def on_progress(p: Progress) -> None:
         if not ctx.abandoned.is_set() and throttle.admit(p):
@@ -162,7 +158,7 @@ def run_job(
                     reason=Reason.VERIFY_MISMATCH,
                     hint="the image was written and verified but did not start; check its dependencies",
                 )
-        outcome = JobResult(True, identity.device_id, None, "ok", ctx.monotonic() - started, attempt_id, phases)
+        outcome = JobResult(True, identity.device_id, None, "ok", ctx.monotonic() - started, attempt_id)
     except StationError as exc:
         outcome = JobResult(
             False,
@@ -171,7 +167,6 @@ def run_job(
             exc.one_line(),
             ctx.monotonic() - started,
             attempt_id,
-            phases,
         )
     except Exception as exc:  # a bug in a family must fail this slot only, and say what happened
         outcome = JobResult(
@@ -181,7 +176,6 @@ def run_job(
             f"internal error: {type(exc).__name__}: {exc}",
             ctx.monotonic() - started,
             attempt_id,
-            phases,
         )
     finally:
         if device is not None:
