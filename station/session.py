@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from station.discovery.base import Source
 from station.line.events import Event, EventSink, Recorded, SyncProgress
 from station.line.runner import DEFAULT_POLL_INTERVAL, LineRunner
-from station.line.setup import PreparedLine
+from station.line_setup import PreparedLine
 from station.store import OutboxState, Registry
 
 if TYPE_CHECKING:

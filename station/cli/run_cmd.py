@@ -19,7 +19,7 @@ from station.errors import InputError
 if TYPE_CHECKING:
     from station.discovery.base import Source
     from station.line.events import Event, EventSink
-    from station.line.setup import PreparedLine
+    from station.line_setup import PreparedLine
     from station.session import LineSession
     from station.store import Registry
 
@@ -73,7 +73,7 @@ def run(
 ) -> None:
     """Flash, verify and record every board plugged into the bench until stopped."""
     from station.cli.line_sources import open_sources
-    from station.line.setup import prepare_line
+    from station.line_setup import prepare_line
     from station.profile import load_profile
     from station.store import Registry, resolve_db_path
 

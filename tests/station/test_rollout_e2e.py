@@ -19,7 +19,7 @@ from station.cloud.token import load_token
 from station.demo.sample_release import make_sample_release
 from station.demo.simulated_bench import SimulatedBench, parse_simulate_spec
 from station.line.events import Event
-from station.line.setup import prepare_line
+from station.line_setup import prepare_line
 from station.session import LineSession
 from station.sim.console import SimConsole
 from station.sim.console_http import ConsoleServer
