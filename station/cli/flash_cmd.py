@@ -10,7 +10,7 @@ check failed, 2 unusable input or usage.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import os
 import stat
@@ -28,10 +28,16 @@ from firmware_tools.checks import Expectations
 from firmware_tools.errors import FirmwareError
 from firmware_tools.formats import read_firmware
 from station.cli.devices_cmd import error_json, identify_candidate, open_sources, source_problems
-from station.devices.base import Device, DeviceDescription, DeviceIdentity, Family, FlashImage, Mode, Progress
+from station.devices.base import DeviceDescription, DeviceIdentity, Family, FlashImage, Phase, Progress
+from station.devices.families import families_taking, family_of
+from station.devices.family import Bus, FirmwareKind, SeenPort, Target
 from station.discovery.base import Candidate, Source, scan_all
-from station.errors import DeviceError, InputError, Reason, StationError, WrongTarget
-from station.line.plan import Target, flash_images, target_of
+from station.errors import DeviceError, InputError, Reason, StationError
+from station.line.events import Event, ProgressEvent
+from station.line.job import JobContext, run_job
+from station.line.plan import JobPlan, flash_images, target_of
+from station.profile import LineMode, VerifyPolicy
+from station.store.models import AttemptResult, RunContext, Slot
 
 _FUNCTION_BY_KIND = {kind: code for code, kind in PARTICLE_KIND_BY_FUNCTION.items()}
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -39,8 +45,9 @@ _ESP_MAGIC = 0xE9
 # Where an ESP app goes when neither --address nor the file says (ESP-IDF's default factory app offset).
 DEFAULT_ESP_APP_ADDRESS = 0x10000
 DEFAULT_ESP_PARTITION_TABLE_ADDRESS = 0x8000
-_PARTICLE_FAMILIES = frozenset({Family.PARTICLE_DFU, Family.PARTICLE_SERIAL})
-_ESP_FAMILIES = frozenset({Family.ESP})
+# Which families take which firmware: the family table's word, not a copy of it.
+_PARTICLE_FAMILIES = families_taking(FirmwareKind.PARTICLE)
+_ESP_FAMILIES = families_taking(FirmwareKind.ESP)
 
 
 # ---- what to flash --------------------------------------------------------------------------------
@@ -62,13 +69,18 @@ class FlashInput:
         """The file as a person would name it: "a Particle module", "an ESP image", "a release bundle"."""
         return _LABELS[self.what]
 
+    @property
+    def job_target(self) -> Target:
+        """The target the job checks every board against (its family's ``accepts``)."""
+        if self.target is not None:
+            return dataclasses.replace(self.target, source=self.source)
+        return Target(esp=True, source=self.source)  # an ESP partition table alone: any ESP chip
+
     def refusal(self, family: Family, identity: DeviceIdentity) -> str | None:
         """Why this device must not take these images, or None."""
         if family not in self.families:
             return f"the device is {identity.platform} ({family.value}): it cannot take {self.label}"
-        if self.target is None:
-            return None
-        return self.target.mismatch(family, identity, what=self.source)
+        return self.job_target.mismatch(family, identity)
 
 
 _LABELS = {"particle-module": "a Particle module", "esp-image": "an ESP image", "bundle": "this bundle"}
@@ -183,24 +195,19 @@ def explicit_port_candidate(port: str, flash_input: FlashInput) -> Candidate | N
     url = port.startswith(("socket://", "rfc2217://"))
     if not url and not (os.path.exists(port) and stat.S_ISCHR(os.stat(port).st_mode)):
         return None
-    if flash_input.families == _ESP_FAMILIES:
-        from station.devices.esp import EspDevice
-
-        family, mode = Family.ESP, Mode.BOOTLOADER
-
-        def open_device() -> Device:
-            return EspDevice(port, port_path=port)
-    elif not url:
-        from station.devices.particle_serial import ParticleSerialDevice
-
-        family, mode = Family.PARTICLE_SERIAL, Mode.LISTENING
-
-        def open_device() -> Device:
-            return ParticleSerialDevice(port, port_path=port)
-    else:
+    # The first serial family that takes this file; a Particle link is never a socket URL.
+    serial_families = [f for f in (family_of(k) for k in sorted(flash_input.families)) if f.bus is Bus.SERIAL]
+    family = next((f for f in serial_families if not url or f.key is Family.ESP), None)
+    if family is None:
         return None
-    description = DeviceDescription(family=family, port_path=port, mode=mode, serial_port=port)
-    return Candidate(description, open_device)
+    usb_id = family.usb_ids[0]
+    seen = SeenPort(bus=Bus.SERIAL, device=port, vid=usb_id.vid, pid=usb_id.pid, slot=port)
+    claimed = family.claims(seen)
+    if claimed is None:
+        return None
+    # Taken at the user's word: no USB IDs are known for the port.
+    description = DeviceDescription(family=family.key, port_path=port, mode=claimed.mode, serial_port=port)
+    return Candidate(description, lambda: family.open(description, {}))
 
 
 def choose_device(
@@ -253,27 +260,28 @@ def choose_device(
 
 
 class ProgressPrinter:
-    """A stderr line per phase change and per tenth of each image: text, or with ``as_json`` one JSON
-    object per line (``{"event": "progress", "slot", "phase", "image", "done", "total"}``)."""
+    """A stderr line per progress event the job lets through (the line's own throttle: every phase
+    and image change, the end of each, and at most ``PROGRESS_EVENTS_PER_SECOND`` in between): text,
+    or with ``as_json`` one JSON object per line (``{"event": "progress", "slot", "phase", "image",
+    "done", "total"}``). A line identical to the one before is not repeated."""
 
     def __init__(self, slot: str, echo: Callable[[str], None], *, as_json: bool = False) -> None:
         self.slot = slot
         self.echo = echo
         self.as_json = as_json
-        self._last: tuple[str, str | None, int] | None = None
+        self._last: str | None = None
 
     def __call__(self, p: Progress) -> None:
-        tenth = 10 if p.total <= 0 else min(10, p.done * 10 // p.total)
-        key = (p.phase.value, p.image, tenth)
-        if key == self._last:
-            return
-        self._last = key
         if self.as_json:
             fields = {"phase": p.phase.value, "image": p.image, "done": p.done, "total": p.total}
-            self.echo(json.dumps({"event": "progress", "slot": self.slot, **fields}))
-            return
-        what = f" {p.image}" if p.image else ""
-        self.echo(f"{self.slot}: {p.phase.value}{what} {tenth * 10}%")
+            line = json.dumps({"event": "progress", "slot": self.slot, **fields})
+        else:
+            percent = 100 if p.total <= 0 else min(100, p.done * 100 // p.total)
+            what = f" {p.image}" if p.image else ""
+            line = f"{self.slot}: {p.phase.value}{what} {percent}%"
+        if line != self._last:
+            self._last = line
+            self.echo(line)
 
 
 @dataclass(frozen=True)
@@ -289,6 +297,31 @@ class FlashOutcome:
         return self.error is None
 
 
+class _Unrecorded:
+    """`station flash` keeps no registry: the job's transitions go nowhere."""
+
+    def start_attempt(self, slot: Slot, context: RunContext) -> int:
+        return 0
+
+    def record_phase(self, attempt_id: int, phase: str) -> None:
+        return None
+
+    def identify(self, attempt_id: int, device_id: str, platform: str) -> str:
+        return device_id
+
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        result: AttemptResult | str,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        *,
+        enqueue_product: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        return None
+
+
 def flash_candidate(
     candidate: Candidate,
     flash_input: FlashInput,
@@ -296,38 +329,29 @@ def flash_candidate(
     *,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> FlashOutcome:
-    """identify -> refuse a device of another kind -> flash -> verify -> restart -> confirm it runs them."""
-    started = monotonic()
-    identity: DeviceIdentity | None = None
-    running: str | None = None
-    device: Device | None = None
-    error: StationError | None = None
-    try:
-        device = candidate.open()
-        identity = device.identify()
-        why = flash_input.refusal(candidate.description.family, identity)
-        if why is not None:
-            raise WrongTarget(why, device=identity.device_id, hint="nothing was written; use a board of the right kind")
-        device.flash(flash_input.images, progress)
-        device.verify(flash_input.images, progress)
-        device.restart()
-        running = device.running_firmware()
-        if device.confirm(flash_input.images) is False:
-            raise StationError(
-                f"after restart the device does not run the new firmware (it reports {running!r})",
-                device=identity.device_id,
-                reason=Reason.VERIFY_MISMATCH,
-                hint="the image was written and verified but did not start; check its dependencies",
-            )
-    except StationError as exc:
-        error = exc
-    except Exception as exc:  # a family's bug fails this flash with what happened, not a traceback
-        error = DeviceError(f"internal error: {type(exc).__name__}: {exc}", reason=Reason.INTERNAL)
-    finally:
-        if device is not None:
-            with contextlib.suppress(Exception):
-                device.close()
-    return FlashOutcome(candidate.description, identity, running, monotonic() - started, error)
+    """The line's job on one device (line/job.py ``run_job``): identify -> refuse a device of another
+    kind -> flash -> verify -> restart -> confirm it runs them. ``progress`` sees what the job's
+    progress throttle lets through."""
+    plan = JobPlan(
+        station_id="station-flash",
+        target=flash_input.job_target,
+        images=flash_input.images,
+        mode=LineMode.FLASH,
+        verify=VerifyPolicy.ALWAYS,
+        confirm_version=True,
+    )
+
+    def emit(event: Event) -> None:
+        if isinstance(event, ProgressEvent):
+            progress(Progress(Phase(event.phase), event.done, event.total, event.image))
+
+    ctx = JobContext(slot=candidate.slot, label=candidate.slot, emit=emit, monotonic=monotonic)
+    result = run_job(candidate.open, candidate.description, plan, _Unrecorded(), ctx)
+    assert result is not None  # no runner here to abandon the job
+    error = result.error
+    if not result.passed and error is None:
+        error = StationError(result.message, reason=result.reason or Reason.INTERNAL)
+    return FlashOutcome(candidate.description, result.identity, result.firmware, result.seconds, error)
 
 
 def outcome_json(outcome: FlashOutcome, flash_input: FlashInput) -> dict[str, object]:

@@ -49,6 +49,9 @@ class DeviceDescription:
     pid: int | None = None
     usb_serial_number: str | None = None  # a USB descriptor string, not a serial port
     serial_port: str | None = None  # e.g. /dev/ttyACM0, socket://127.0.0.1:5000
+    # Where the OS sees it when that differs from the slot: the USB port path of a simulated
+    # bench's board ("1-3" for slot "sim-3"), or a serial port's "1-1.4:1.2".
+    location: str | None = None
 
 
 @dataclass(frozen=True)

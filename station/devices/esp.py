@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import re
 import threading
@@ -35,6 +36,7 @@ from station.devices.base import (
     ProgressCallback,
     no_progress,
 )
+from station.devices.family import BoardFamily, Bus, FirmwareKind, Options, SeenPort, Target, UsbId, serial_slot
 from station.errors import (
     DeviceDisconnected,
     DeviceError,
@@ -53,13 +55,36 @@ _CHIP_ID_OFFSET = 12
 CHIP_CHECKED_KINDS = frozenset({"app", "bootloader"})
 _TRANSCRIPT_LINES = 200
 
-# USB-serial adapters found on ESP boards, and Espressif's own USB (any PID).
-USB_SERIAL_ADAPTERS: dict[int, tuple[str, frozenset[int] | None]] = {
-    0x10C4: ("CP210x", frozenset({0xEA60, 0xEA61, 0xEA63, 0xEA70, 0xEA71})),
-    0x1A86: ("CH34x", frozenset({0x7523, 0x7522, 0x5523, 0x55D2, 0x55D3, 0x55D4, 0x55D5})),
-    0x0403: ("FTDI", frozenset({0x6001, 0x6010, 0x6011, 0x6014, 0x6015})),
-    0x303A: ("Espressif USB", None),
-}
+_B = Mode.BOOTLOADER
+# The USB-serial bridges found on ESP boards, and Espressif's own USB, by vendor AND product: a
+# vendor alone would have DTR/RTS toggled on any FTDI or CP210x device (a Particle programmer
+# shield, a JTAG probe). Names and port counts from the vendors' datasheets and Linux's cp210x,
+# ch341, cdc-acm and ftdi_sio tables; see docs/hardware.md for what was checked against what.
+USB_IDS: tuple[UsbId, ...] = (
+    UsbId(0x10C4, 0xEA60, "Silicon Labs CP2102/CP2102N/CP2104", _B),
+    UsbId(0x10C4, 0xEA61, "Silicon Labs CP210x (USBXpress PID)", _B),
+    UsbId(0x10C4, 0xEA63, "Silicon Labs CP210x (Windows Update PID)", _B),
+    UsbId(0x10C4, 0xEA70, "Silicon Labs CP2105 (dual UART)", _B, serial_interfaces=2),
+    UsbId(0x10C4, 0xEA71, "Silicon Labs CP2108 (quad UART)", _B, serial_interfaces=4),
+    UsbId(0x1A86, 0x7523, "WCH CH340/CH341", _B),
+    UsbId(0x1A86, 0x7522, "WCH CH340K", _B),
+    UsbId(0x1A86, 0x5523, "WCH CH341A (serial mode)", _B),
+    UsbId(0x1A86, 0x55D2, "WCH CH342 (dual UART)", _B, serial_interfaces=2),
+    UsbId(0x1A86, 0x55D3, "WCH CH343", _B),
+    UsbId(0x1A86, 0x55D4, "WCH CH9102", _B),
+    UsbId(0x1A86, 0x55D5, "WCH CH344/CH9344 (quad UART)", _B, serial_interfaces=4),
+    UsbId(0x0403, 0x6001, "FTDI FT232R", _B),
+    # ESP-Prog and ESP-WROVER-KIT: channel A (interface 0) is the JTAG one, channel B the UART.
+    UsbId(
+        0x0403, 0x6010, "FTDI FT2232H (ESP-Prog, ESP-WROVER-KIT)", _B, serial_interfaces=2, not_probed=frozenset({0})
+    ),
+    UsbId(0x0403, 0x6011, "FTDI FT4232H (quad UART)", _B, serial_interfaces=4),
+    UsbId(0x0403, 0x6014, "FTDI FT232H", _B),
+    UsbId(0x0403, 0x6015, "FTDI FT231X/FT-X", _B),
+    # esptool's ESPLoader.USB_JTAG_SERIAL_PID: the USB-Serial/JTAG of the C3, C5, C6, H2, P4 and S3.
+    UsbId(0x303A, 0x1001, "Espressif USB-Serial/JTAG", _B),
+    UsbId(0x303A, 0x0002, "Espressif ESP32-S2 USB-OTG (ROM download)", _B),
+)
 
 
 # ---- esptool's output, per thread ---------------------------------------------------------------
@@ -218,54 +243,95 @@ def _dispatcher() -> _ThreadDispatchLogger:
 
 @dataclass(frozen=True)
 class EspPort:
-    """A serial port that looks like an ESP board's: a known USB-serial adapter or Espressif USB."""
+    """A serial port that is an ESP board's, by its adapter's USB IDs in the family table."""
 
-    device: str  # what to open: /dev/ttyUSB0
-    port_path: str  # physical USB location ("1-1.4"): the slot key; the device node when unknown
-    vid: int
-    pid: int
-    adapter: str  # "CP210x", "CH34x", "FTDI", "Espressif USB"
-    usb_serial_number: str | None = None
-    description: str | None = None
+    description: DeviceDescription
+    adapter: str  # the table's name: "Silicon Labs CP2102/CP2102N/CP2104", "FTDI FT4232H (quad UART)"...
+
+    @property
+    def device(self) -> str:
+        assert self.description.serial_port is not None
+        return self.description.serial_port
+
+    @property
+    def port_path(self) -> str:
+        return self.description.port_path
 
     def open(self, **kwargs: Any) -> EspDevice:
-        return EspDevice(
-            self.device,
-            port_path=self.port_path,
-            vid=self.vid,
-            pid=self.pid,
-            usb_serial_number=self.usb_serial_number,
-            **kwargs,
-        )
-
-
-def _usb_location(location: str | None) -> str | None:
-    # pyserial gives "1-1.4:1.0" (bus-port path, then configuration.interface).
-    return location.split(":", 1)[0] if location else None
+        return open_esp(self.description, kwargs)
 
 
 def find_esp_ports(comports: Callable[[], Sequence[Any]] = list_ports.comports) -> list[EspPort]:
-    """Serial ports whose USB IDs are an ESP board's adapter, sorted by port path."""
+    """Serial ports the ESP family claims, sorted by port path (its slot)."""
+    from station.devices.particle_serial import seen_serial_port
+
     found: list[EspPort] = []
     for info in comports():
-        vid, pid = getattr(info, "vid", None), getattr(info, "pid", None)
-        if vid is None or pid is None or vid not in USB_SERIAL_ADAPTERS:
-            continue
-        adapter, pids = USB_SERIAL_ADAPTERS[vid]
-        if pids is not None and pid not in pids:
-            continue
-        found.append(
-            EspPort(
-                device=info.device,
-                port_path=_usb_location(getattr(info, "location", None)) or info.device,
-                vid=vid,
-                pid=pid,
-                adapter=adapter,
-                usb_serial_number=getattr(info, "serial_number", None),
-                description=getattr(info, "description", None),
-            )
-        )
+        port = seen_serial_port(info)
+        description = claim(port)
+        usb_id = FAMILY.usb_id(port.vid, port.pid)
+        if description is not None and usb_id is not None:
+            found.append(EspPort(description, usb_id.name))
     return sorted(found, key=lambda p: p.port_path)
+
+
+def claim(port: SeenPort) -> DeviceDescription | None:
+    """A serial port behind one of the table's bridges, unless it is an interface that is not the
+    board's UART (ESP-Prog's JTAG channel)."""
+    if port.bus is not Bus.SERIAL or port.device is None:
+        return None
+    usb_id = FAMILY.usb_id(port.vid, port.pid)
+    if usb_id is None or port.interface in usb_id.not_probed:
+        return None
+    return _described(port, serial_slot(port, usb_id), usb_id.vid, usb_id.pid)
+
+
+def claim_named(port: SeenPort) -> DeviceDescription | None:
+    """A serial port the profile lists as a slot although its USB IDs are not in the table: the
+    profile's word makes it an ESP board (a bridge this table does not know yet)."""
+    if port.bus is not Bus.SERIAL or port.device is None:
+        return None
+    slot = port.slot or port.location or port.device
+    return _described(port, slot, port.vid, port.pid)
+
+
+def _described(port: SeenPort, slot: str, vid: int | None, pid: int | None) -> DeviceDescription:
+    return DeviceDescription(
+        family=Family.ESP,
+        port_path=slot,
+        mode=Mode.BOOTLOADER,
+        vid=vid,
+        pid=pid,
+        usb_serial_number=port.usb_serial_number,
+        serial_port=port.device,
+        location=port.location,
+    )
+
+
+def open_esp(description: DeviceDescription, options: Options) -> EspDevice:
+    """The board behind ``description.serial_port``; the loader is connected on first use."""
+    if description.serial_port is None:
+        raise DeviceError("no serial port to open", device=description.port_path, reason=Reason.NOT_FOUND)
+    return EspDevice(
+        description.serial_port,
+        port_path=description.port_path,
+        vid=description.vid,
+        pid=description.pid,
+        usb_serial_number=description.usb_serial_number,
+        description=description,
+        **options,
+    )
+
+
+def accepts_chip(target: Target, identity: DeviceIdentity) -> str | None:
+    """An ESP board takes images built for its own chip (any chip: a partition table alone)."""
+    from firmware_tools.esp.chips import normalise_chip_name
+
+    if not target.is_esp:
+        return f"the device is {identity.platform} (an ESP): it cannot take a Particle module ({target.describe()})"
+    if target.chip is not None and normalise_chip_name(identity.platform) != normalise_chip_name(target.chip):
+        return f"device is {identity.platform}, {target.source} is for {target.chip}"
+    return None
 
 
 # ---- errors -------------------------------------------------------------------------------------
@@ -400,7 +466,9 @@ class EspDevice(Device):
         vid: int | None = None,
         pid: int | None = None,
         usb_serial_number: str | None = None,
+        description: DeviceDescription | None = None,
     ) -> None:
+        self._description = description  # what discovery said: kept, so describe() names the same slot
         self.port_url = port_url
         self.port_path = port_path or port_url
         self.baud = baud
@@ -498,6 +566,8 @@ class EspDevice(Device):
     # ---- Device -------------------------------------------------------------------------------
 
     def describe(self) -> DeviceDescription:
+        if self._description is not None:
+            return dataclasses.replace(self._description, serial_port=self.port_url)
         return DeviceDescription(
             family=Family.ESP,
             port_path=self.port_path,
@@ -593,3 +663,15 @@ class EspDevice(Device):
 
     def close(self) -> None:
         self._drop()
+
+
+FAMILY = BoardFamily(
+    key=Family.ESP,
+    title="ESP32 family over its serial ROM loader (esptool)",
+    bus=Bus.SERIAL,
+    firmware=FirmwareKind.ESP,
+    usb_ids=USB_IDS,
+    claims=claim,
+    open=open_esp,
+    accepts=accepts_chip,
+)

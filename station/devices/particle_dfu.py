@@ -33,6 +33,7 @@ from station.devices.base import (
     ProgressCallback,
     no_progress,
 )
+from station.devices.family import BoardFamily, Bus, FirmwareKind, Options, SeenPort, UsbId, accepts_particle_platform
 from station.errors import (
     DeviceDisconnected,
     DeviceError,
@@ -54,6 +55,7 @@ from station.protocols.memory_map import MemoryMap, MemoryMapError, parse_memory
 from station.protocols.particle_usb import (
     DFU_MODE_REQUEST,
     PARTICLE_BREQUEST,
+    PLATFORMS,
     SERVICE_MIN_WLENGTH,
     START_DFU_FLASHER_SERIAL_SPEED,
     SYSTEM_VERSION_REQUEST,
@@ -179,12 +181,24 @@ class FoundUsbDevice:
     serial: str | None
 
 
+def seen_usb_port(usb_device: Any, slot: str | None = None) -> SeenPort:
+    """What a pyusb device is before it is opened (the descriptors the host already holds)."""
+    return SeenPort(
+        bus=Bus.USB,
+        location=port_path_of(usb_device),
+        vid=int(usb_device.idVendor),
+        pid=int(usb_device.idProduct),
+        slot=slot,
+    )
+
+
 def _particle_devices(backend: object | None) -> list[FoundUsbDevice]:
     found = []
     for usb_device in _all_usb_devices(backend):
-        known = platform_for_usb(usb_device.idVendor, usb_device.idProduct)
-        if known is None:
+        if claim(seen_usb_port(usb_device)) is None:
             continue
+        known = platform_for_usb(usb_device.idVendor, usb_device.idProduct)
+        assert known is not None  # claimed: its IDs are in the table
         platform, dfu = known
         serial = _read_string(usb_device, usb_device.iSerialNumber)
         found.append(FoundUsbDevice(usb_device, platform, dfu, port_path_of(usb_device), serial))
@@ -273,11 +287,13 @@ class ParticleDfuDevice(Device):
         backend: object | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        description: DeviceDescription | None = None,
     ) -> None:
         self.usb_device = usb_device
         self.platform = platform
         self.port_path = port_path
         self.serial = serial
+        self._description = description  # what discovery said: kept, so describe() names the same slot
         self.control_timeout_ms = control_timeout_ms
         self.max_poll_wait = max_poll_wait
         self.reenumerate_timeout = reenumerate_timeout
@@ -295,6 +311,8 @@ class ParticleDfuDevice(Device):
     # ---- identity
 
     def describe(self) -> DeviceDescription:
+        if self._description is not None:
+            return dataclasses.replace(self._description, usb_serial_number=self.serial)
         return DeviceDescription(
             family=Family.PARTICLE_DFU,
             port_path=self.port_path,
@@ -644,12 +662,14 @@ class ParticleNormalModeDevice(Device):
         dfu_timeout: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        description: DeviceDescription | None = None,
         **dfu_options: Any,
     ) -> None:
         self.usb_device = usb_device
         self.platform = platform
         self.port_path = port_path
         self.serial = serial
+        self._description = description
         self._backend = backend
         self.dfu_timeout = dfu_timeout
         self._clock = clock
@@ -662,6 +682,8 @@ class ParticleNormalModeDevice(Device):
         return f"{self.platform.name} at {self.port_path}"
 
     def describe(self) -> DeviceDescription:
+        if self._description is not None:
+            return dataclasses.replace(self._description, usb_serial_number=self.serial)
         return DeviceDescription(
             family=Family.PARTICLE_DFU,
             port_path=self.port_path,
@@ -701,12 +723,19 @@ class ParticleNormalModeDevice(Device):
                 device=self.name,
                 hint="hold MODE, tap RESET, release MODE when the LED blinks yellow",
             )
+        described = self._description
+        if described is not None:
+            described = dataclasses.replace(
+                described, mode=Mode.DFU, vid=int(found.usb_device.idVendor), pid=int(found.usb_device.idProduct)
+            )
         self._dfu = ParticleDfuDevice(
             found.usb_device,
             found.platform,
-            port_path=found.port_path,
+            # The slot the board was found in: a source that names its own slots keeps its name.
+            port_path=self.port_path if described is not None else found.port_path,
             serial=found.serial,
             backend=self._backend,
+            description=described,
             **self._dfu_options,
         )
         return self._dfu
@@ -750,3 +779,115 @@ def enter_dfu_via_serial(port: str, *, serial_factory: Callable[..., Any] | None
     # The device resets as soon as the line coding is set; the port may already be gone.
     with contextlib.suppress(OSError):
         port_handle.close()
+
+
+# --------------------------------------------------------------------------- the family
+
+
+def read_usb_serial(usb_device: Any, where: str) -> str | None:
+    """The USB serial-number string (Particle: the device ID). Opens the device; EACCES is a PERMISSION error."""
+    index = getattr(usb_device, "iSerialNumber", 0)
+    if not index:
+        return None
+    try:
+        # Asked directly: pyusb's ``langids`` property would swallow a permission error into "no strings".
+        langids = usb.util.get_langids(usb_device)
+        if not langids:
+            return None
+        text = usb.util.get_string(usb_device, index, langids[0])
+    except ValueError:
+        return None
+    except usb.core.USBError as exc:
+        if exc.errno == errno.EACCES:
+            raise DeviceError(
+                "permission denied opening the USB device", device=where, hint=UDEV_HINT, reason=Reason.PERMISSION
+            ) from None
+        if exc.errno in (errno.ENODEV, errno.ENOENT, errno.EIO):
+            raise DeviceDisconnected("device is gone from the bus", device=where, hint="re-plug the board") from None
+        raise DeviceError(f"cannot read the USB serial number: {exc.strerror or exc}", device=where) from None
+    return None if text is None else str(text)
+
+
+def _usb_ids() -> tuple[UsbId, ...]:
+    """Every platform's DFU-mode and normal-mode IDs (particle-usb's device table: DFU d0NN, normal c0NN)."""
+    ids: list[UsbId] = []
+    for p in PLATFORMS:
+        ids.append(UsbId(p.vid, p.dfu_pid, f"Particle {p.display} DFU Mode", Mode.DFU))
+        ids.append(UsbId(p.vid, p.normal_pid, f"Particle {p.display}", Mode.NORMAL))
+    return tuple(ids)
+
+
+USB_IDS = _usb_ids()
+
+
+def claim(port: SeenPort) -> DeviceDescription | None:
+    """A Particle board on the USB bus, in DFU or normal mode."""
+    if port.bus is not Bus.USB or port.location is None:
+        return None
+    usb_id = FAMILY.usb_id(port.vid, port.pid)
+    if usb_id is None:
+        return None
+    return DeviceDescription(
+        family=Family.PARTICLE_DFU,
+        port_path=port.slot or port.location,
+        mode=usb_id.mode,
+        vid=usb_id.vid,
+        pid=usb_id.pid,
+        usb_serial_number=port.usb_serial_number,
+        location=port.location,
+    )
+
+
+def _now_at(description: DeviceDescription, backend: object | None) -> tuple[Any, Platform, bool]:
+    """The Particle device on the description's USB port now (it may have re-enumerated since)."""
+    where = description.location or description.port_path
+    for usb_device in _all_usb_devices(backend):
+        try:
+            known = platform_for_usb(int(usb_device.idVendor), int(usb_device.idProduct))
+            if known is not None and port_path_of(usb_device) == where:
+                return usb_device, known[0], known[1]
+        except Exception:  # one device vanishing mid-enumeration must not hide the one asked for
+            continue
+    raise DeviceDisconnected(
+        "no Particle device on this port any more", device=description.port_path, hint="re-plug the board"
+    )
+
+
+def _connect(description: DeviceDescription, options: Options) -> ParticleDfuDevice | ParticleNormalModeDevice:
+    backend = options.get("backend")
+    usb_device, platform, dfu = _now_at(description, backend)
+    serial = read_usb_serial(usb_device, f"{platform.name} at {description.port_path}")
+    settings = {**options, "backend": backend}
+    described = dataclasses.replace(
+        description,
+        mode=Mode.DFU if dfu else Mode.NORMAL,
+        vid=int(usb_device.idVendor),
+        pid=int(usb_device.idProduct),
+        usb_serial_number=serial,
+    )
+    cls = ParticleDfuDevice if dfu else ParticleNormalModeDevice
+    return cls(usb_device, platform, port_path=description.port_path, serial=serial, description=described, **settings)
+
+
+def open_for_flashing(description: DeviceDescription, options: Options) -> Device:
+    """The board in DFU mode: one in normal mode is asked to switch first (request 50)."""
+    device = _connect(description, options)
+    return device.enter_dfu() if isinstance(device, ParticleNormalModeDevice) else device
+
+
+def peek(description: DeviceDescription, options: Options) -> Device:
+    """The board as it is: a normal-mode one answers its identity over USB without resetting."""
+    return _connect(description, options)
+
+
+FAMILY = BoardFamily(
+    key=Family.PARTICLE_DFU,
+    title="Particle over USB (DFU/DfuSe; normal-mode boards switched with control request 50)",
+    bus=Bus.USB,
+    firmware=FirmwareKind.PARTICLE,
+    usb_ids=USB_IDS,
+    claims=claim,
+    open=open_for_flashing,
+    accepts=accepts_particle_platform,
+    peek=peek,
+)

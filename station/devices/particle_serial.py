@@ -12,6 +12,7 @@ device's CRC validation plus function/index/version; ``last_verification`` says 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,16 @@ from station.devices.base import (
     Progress,
     ProgressCallback,
     no_progress,
+)
+from station.devices.family import (
+    BoardFamily,
+    Bus,
+    FirmwareKind,
+    Options,
+    SeenPort,
+    UsbId,
+    accepts_particle_platform,
+    serial_slot,
 )
 from station.errors import (
     DeviceDisconnected,
@@ -146,8 +157,10 @@ class ParticleSerialDevice(Device):
         serial_factory: SerialFactory = serial.Serial,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        description: DeviceDescription | None = None,
     ) -> None:
         self.port = port
+        self._description = description  # what discovery said: kept, so describe() names the same slot
         self._port_path = port_path or port
         self._timeout = timeout
         self._usb_serial = usb_serial_number
@@ -173,6 +186,8 @@ class ParticleSerialDevice(Device):
     # -- the Device interface ---------------------------------------------------------------------
 
     def describe(self) -> DeviceDescription:
+        if self._description is not None:
+            return dataclasses.replace(self._description, serial_port=self.port)
         return DeviceDescription(
             family=Family.PARTICLE_SERIAL,
             port_path=self._port_path,
@@ -442,9 +457,8 @@ def enter_dfu(port: str, *, serial_factory: SerialFactory = serial.Serial) -> No
 
 
 def is_particle_port(vid: int | None, pid: int | None) -> bool:
-    """A Particle device's normal-mode CDC port. The Core (1d50:607d) is left out: particle-cli never
-    flashed it over serial, and it runs no module-based firmware to verify."""
-    return vid == PARTICLE_VID and pid is not None and (pid & 0xFF00) == _NORMAL_PID_BASE
+    """A Particle device's normal-mode CDC port (an ID of this family's table)."""
+    return FAMILY.usb_id(vid, pid) is not None
 
 
 def find_serial_devices(
@@ -455,22 +469,84 @@ def find_serial_devices(
     """Particle devices in normal or listening mode on serial ports (USB VID 0x2B04, PID 0xC0NN)."""
     found: list[ParticleSerialDevice] = []
     for info in comports():
-        vid = getattr(info, "vid", None)
-        pid = getattr(info, "pid", None)
-        if not is_particle_port(vid, pid):
-            continue
-        device = str(getattr(info, "device", ""))
-        # pyserial's location is "1-1.4:1.0" (USB path : interface); the slot is the USB path.
-        location = str(getattr(info, "location", None) or "").split(":")[0]
-        serial_number = getattr(info, "serial_number", None)
-        found.append(
-            ParticleSerialDevice(
-                device,
-                port_path=location or device,
-                timeout=timeout,
-                usb_serial_number=serial_number,
-                vid=vid,
-                pid=pid,
-            )
-        )
+        description = claim(seen_serial_port(info))
+        if description is not None:
+            found.append(open_serial(description, {"timeout": timeout}))
     return sorted(found, key=lambda d: d.port)
+
+
+# ---- the family ---------------------------------------------------------------------------------
+
+
+def seen_serial_port(info: object, slot: str | None = None) -> SeenPort:
+    """What pyserial's ``ListPortInfo`` says about a port, before it is opened."""
+    location = getattr(info, "location", None)
+    return SeenPort(
+        bus=Bus.SERIAL,
+        location=str(location) if location else None,
+        vid=getattr(info, "vid", None),
+        pid=getattr(info, "pid", None),
+        device=str(getattr(info, "device", "")) or None,
+        usb_serial_number=getattr(info, "serial_number", None),
+        description=getattr(info, "description", None),
+        slot=slot,
+    )
+
+
+def _usb_ids() -> tuple[UsbId, ...]:
+    """Normal-mode CDC ports (2b04:c0NN, particle-usb's table). The Core (1d50:607d) is left out:
+    particle-cli never flashed it over serial, and it runs no module-based firmware to verify."""
+    from station.protocols.particle_usb import PLATFORMS
+
+    return tuple(
+        UsbId(p.vid, p.normal_pid, f"Particle {p.display} (serial)", Mode.LISTENING)
+        for p in PLATFORMS
+        if p.vid == PARTICLE_VID
+    )
+
+
+def claim(port: SeenPort) -> DeviceDescription | None:
+    """A Particle board's CDC serial port: listening mode and YModem."""
+    if port.bus is not Bus.SERIAL or port.device is None:
+        return None
+    usb_id = FAMILY.usb_id(port.vid, port.pid)
+    if usb_id is None:
+        return None
+    return DeviceDescription(
+        family=Family.PARTICLE_SERIAL,
+        # The USB path alone: the same slot the USB source gives the same board.
+        port_path=serial_slot(port, usb_id),
+        mode=Mode.LISTENING,
+        vid=usb_id.vid,
+        pid=usb_id.pid,
+        usb_serial_number=port.usb_serial_number,
+        serial_port=port.device,
+        location=port.location,
+    )
+
+
+def open_serial(description: DeviceDescription, options: Options) -> ParticleSerialDevice:
+    """The device on ``description.serial_port``; nothing is opened until it is used."""
+    if description.serial_port is None:
+        raise InputError(f"{description.port_path}: no serial port to open")
+    return ParticleSerialDevice(
+        description.serial_port,
+        port_path=description.port_path,
+        usb_serial_number=description.usb_serial_number,
+        vid=description.vid,
+        pid=description.pid,
+        description=description,
+        **options,
+    )
+
+
+FAMILY = BoardFamily(
+    key=Family.PARTICLE_SERIAL,
+    title="Particle over its USB serial port (listening mode + YModem)",
+    bus=Bus.SERIAL,
+    firmware=FirmwareKind.PARTICLE,
+    usb_ids=_usb_ids(),
+    claims=claim,
+    open=open_serial,
+    accepts=accepts_particle_platform,
+)

@@ -1,8 +1,11 @@
-"""Serial ports that are flashable boards: Particle CDC ports (listening mode + YModem) and ESP USB-serial bridges.
+"""Serial ports that are flashable boards: every family of the table whose bus is serial (Particle
+CDC ports in listening mode, ESP boards behind the table's USB-serial bridges).
 
-One ``comports()`` listing per scan, no port opened. The slot is the port's USB location without
-its interface suffix ("1-1.4:1.0" -> "1-1.4"), the same key the USB source gives the same board.
-A port the user may not open is still listed; opening it fails with a PERMISSION error and the fix.
+One ``comports()`` listing per scan, no port opened. A port's location keeps pyserial's
+configuration.interface suffix ("1-1.4:1.2"): each UART of a multi-port adapter (FT4232H, CP2108)
+is its own slot, while a single-port device keeps the bare USB path ("1-1.4"), the same key the
+USB source gives the same board. A port the user may not open is still listed; opening it fails
+with a PERMISSION error and the fix.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from serial.tools import list_ports
 
-from station.devices.base import Device, DeviceDescription, Family, Mode
-from station.devices.esp import EspPort, find_esp_ports
-from station.devices.particle_serial import ParticleSerialDevice, is_particle_port
+from station.devices import esp as esp_family
+from station.devices.base import Device, DeviceDescription, Family
+from station.devices.families import FAMILIES
+from station.devices.family import BoardFamily, Bus
+from station.devices.particle_serial import seen_serial_port
 from station.discovery.base import Candidate
 from station.discovery.linger import Linger
 from station.discovery.probe import PeekableCandidate
@@ -30,8 +35,9 @@ SERIAL_PERMISSION_HINT = (
 
 
 def usb_location(location: str | None) -> str | None:
-    """pyserial's "1-1.4:1.0" (bus-port path, then configuration.interface) as the slot key "1-1.4"."""
-    return location.split(":", 1)[0] if location else None
+    """pyserial's location as the station keeps it: "1-1.4:1.2" (bus-port path, then
+    configuration.interface) stays whole, so the four ports of an FT4232H stay four."""
+    return location or None
 
 
 def check_port_access(device: str, access: Callable[[str, int], bool] = os.access) -> None:
@@ -43,12 +49,14 @@ def check_port_access(device: str, access: Callable[[str, int], bool] = os.acces
 
 
 class SerialPortSource:
-    """Particle serial ports and ESP bridges on this host's serial ports.
+    """The serial-bus families' boards on this host's serial ports.
 
-    ``particle_options`` go to every ``ParticleSerialDevice``, ``esp_options`` to every ``EspDevice``.
-    ``linger``: seconds a slot is still reported after its port vanished (a Particle board rebooting
-    after a transfer). Opening a candidate looks up the port's device node again by USB location,
-    since a board that re-enumerated may come back as another /dev/ttyACMn.
+    ``particle_options`` go to every Particle serial device, ``esp_options`` to every ESP device
+    (``options`` maps any other family to its own). ``esp_slots``: slots the profile names
+    explicitly; a port there whose IDs no family knows is taken as an ESP board on the profile's
+    word. ``linger``: seconds a slot is still reported after its port vanished (a Particle board
+    rebooting after a transfer). Opening a candidate looks up the port's device node again by its
+    slot, since a board that re-enumerated may come back as another /dev/ttyACMn.
     ``comports``, ``access`` and ``clock`` are injectable for tests.
     """
 
@@ -59,19 +67,34 @@ class SerialPortSource:
         esp: bool = True,
         particle_options: Mapping[str, Any] | None = None,
         esp_options: Mapping[str, Any] | None = None,
+        options: Mapping[Family, Mapping[str, Any]] | None = None,
+        esp_slots: Collection[str] = (),
         comports: Callable[[], Sequence[Any]] = list_ports.comports,
         access: Callable[[str, int], bool] = os.access,
         linger: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        families: Sequence[BoardFamily] = FAMILIES,
     ) -> None:
-        self.particle = particle
-        self.esp = esp
-        self.particle_options = dict(particle_options or {})
-        self.esp_options = dict(esp_options or {})
+        skipped = {Family.PARTICLE_SERIAL} if not particle else set()
+        if not esp:
+            skipped.add(Family.ESP)
+        self.families = tuple(f for f in families if f.bus is Bus.SERIAL and f.key not in skipped)
+        self.options: dict[Family, dict[str, Any]] = {k: dict(v) for k, v in (options or {}).items()}
+        self.options.setdefault(Family.PARTICLE_SERIAL, {}).update(particle_options or {})
+        self.options.setdefault(Family.ESP, {}).update(esp_options or {})
+        self.esp_slots = frozenset(esp_slots) if esp else frozenset()
         self._comports = comports
         self._access = access
         self.problem: DeviceError | None = None
         self.linger = Linger(linger, clock)
+
+    @property
+    def particle_options(self) -> dict[str, Any]:
+        return self.options[Family.PARTICLE_SERIAL]
+
+    @property
+    def esp_options(self) -> dict[str, Any]:
+        return self.options[Family.ESP]
 
     def _list(self) -> list[Any]:
         try:
@@ -82,14 +105,29 @@ class SerialPortSource:
         self.problem = None
         return ports
 
+    def _claim(self, info: Any) -> tuple[BoardFamily, DeviceDescription] | None:
+        port = seen_serial_port(info)
+        for family in self.families:
+            description = family.claims(port)
+            if description is not None:
+                return family, description
+        # The profile names the slot: its word makes an unknown bridge an ESP board.
+        slot = port.location if port.location in self.esp_slots else port.usb_path
+        if slot is not None and slot in self.esp_slots:
+            named = esp_family.claim_named(dataclasses.replace(port, slot=slot))
+            if named is not None:
+                return esp_family.FAMILY, named
+        return None
+
     def _node_now(self, slot: str, device: str) -> str:
         """The device node of the port in ``slot`` now (it may have come back under another name)."""
         for info in self._list():
             try:
-                if (usb_location(getattr(info, "location", None)) or str(info.device)) == slot:
-                    return str(info.device)
+                claimed = self._claim(info)
             except Exception:
                 continue
+            if claimed is not None and claimed[1].port_path == slot and claimed[1].serial_port:
+                return claimed[1].serial_port
         if device.startswith("/") and not os.path.exists(device):
             raise DeviceDisconnected("the serial port is gone", device=slot, hint="re-plug the board")
         return device
@@ -99,63 +137,22 @@ class SerialPortSource:
         found = []
         for info in ports:
             try:
-                candidate = self._candidate(info)
+                claimed = self._claim(info)
             except Exception:  # one odd port must not hide the rest
                 continue
-            if candidate is not None:
-                found.append(candidate)
+            if claimed is not None:
+                found.append(self._offer(*claimed))
         return self.linger.apply(found)
 
-    def _candidate(self, info: Any) -> PeekableCandidate | None:
-        vid, pid = getattr(info, "vid", None), getattr(info, "pid", None)
-        if self.particle and is_particle_port(vid, pid):
-            return self._particle(info, vid, pid)
-        if self.esp:
-            ports = find_esp_ports(lambda: [info])
-            if ports:
-                return self._esp(ports[0])
-        return None
+    def _offer(self, family: BoardFamily, description: DeviceDescription) -> PeekableCandidate:
+        options = self.options.get(family.key, {})
 
-    def _particle(self, info: Any, vid: int | None, pid: int | None) -> PeekableCandidate:
-        device = str(info.device)
-        port_path = usb_location(getattr(info, "location", None)) or device
-        serial_number = getattr(info, "serial_number", None)
-        description = DeviceDescription(
-            family=Family.PARTICLE_SERIAL,
-            port_path=port_path,
-            mode=Mode.LISTENING,
-            vid=vid,
-            pid=pid,
-            usb_serial_number=serial_number,
-            serial_port=device,
-        )
-
-        def open_serial() -> Device:
-            node = self._node_now(port_path, device)
+        def connect(peek: bool) -> Device:
+            node = self._node_now(description.port_path, description.serial_port or "")
             check_port_access(node, self._access)
-            return ParticleSerialDevice(
-                node, port_path=port_path, usb_serial_number=serial_number, vid=vid, pid=pid, **self.particle_options
-            )
+            return family.connect(dataclasses.replace(description, serial_port=node), options, peek=peek)
 
-        return PeekableCandidate(description, open_serial, open_serial)
-
-    def _esp(self, port: EspPort) -> PeekableCandidate:
-        description = DeviceDescription(
-            family=Family.ESP,
-            port_path=port.port_path,
-            mode=Mode.BOOTLOADER,
-            vid=port.vid,
-            pid=port.pid,
-            usb_serial_number=port.usb_serial_number,
-            serial_port=port.device,
-        )
-
-        def open_esp() -> Device:
-            node = self._node_now(port.port_path, port.device)
-            check_port_access(node, self._access)
-            return dataclasses.replace(port, device=node).open(**self.esp_options)
-
-        return PeekableCandidate(description, open_esp, open_esp)
+        return PeekableCandidate(description, lambda: connect(False), lambda: connect(True))
 
     def close(self) -> None:
         return None

@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from station.devices.base import Device, DeviceDescription, DeviceIdentity, Phase, Progress
@@ -56,6 +56,11 @@ class JobResult:
     message: str
     seconds: float
     attempt_id: int
+    # For callers that show more than the registry keeps (`station flash`): who the device said it
+    # was, the error itself (its hint and exit code), and what it reported after restart.
+    identity: DeviceIdentity | None = None
+    error: StationError | None = field(default=None, compare=False)
+    firmware: str | None = None
 
 
 class _Throttle:
@@ -158,7 +163,9 @@ def run_job(
                     reason=Reason.VERIFY_MISMATCH,
                     hint="the image was written and verified but did not start; check its dependencies",
                 )
-        outcome = JobResult(True, identity.device_id, None, "ok", ctx.monotonic() - started, attempt_id)
+        outcome = JobResult(
+            True, identity.device_id, None, "ok", ctx.monotonic() - started, attempt_id, identity, None, reported
+        )
     except StationError as exc:
         outcome = JobResult(
             False,
@@ -167,15 +174,22 @@ def run_job(
             exc.one_line(),
             ctx.monotonic() - started,
             attempt_id,
+            identity,
+            exc,
+            reported,
         )
     except Exception as exc:  # a bug in a family must fail this slot only, and say what happened
+        error = StationError(f"internal error: {type(exc).__name__}: {exc}", reason=Reason.INTERNAL)
         outcome = JobResult(
             False,
             identity.device_id if identity else None,
             Reason.INTERNAL,
-            f"internal error: {type(exc).__name__}: {exc}",
+            error.message,
             ctx.monotonic() - started,
             attempt_id,
+            identity,
+            error,
+            reported,
         )
     finally:
         if device is not None:

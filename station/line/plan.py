@@ -11,45 +11,16 @@ from dataclasses import dataclass
 
 from firmware_tools.bundle import VerifiedBundle
 from firmware_tools.bundle.manifest import PARTICLE_KIND_BY_FUNCTION
-from firmware_tools.esp.chips import normalise_chip_name
-from station.devices.base import DeviceIdentity, Family, FlashImage
+from station.devices.base import FlashImage
+from station.devices.family import Target
 from station.profile import LineMode, Profile, VerifyPolicy
 from station.store.models import ImageDigest, RunContext
 
 _FUNCTION_BY_KIND = {kind: code for code, kind in PARTICLE_KIND_BY_FUNCTION.items()}
 
-
-@dataclass(frozen=True)
-class Target:
-    """The device a bundle is for: a Particle platform, or an ESP chip."""
-
-    platform_id: int | None = None  # Particle
-    platform_name: str | None = None
-    chip: str | None = None  # ESP
-
-    @property
-    def is_esp(self) -> bool:
-        return self.chip is not None
-
-    def describe(self) -> str:
-        if self.chip is not None:
-            return self.chip
-        return f"{self.platform_name or 'platform'} (id {self.platform_id})"
-
-    def mismatch(self, family: Family, identity: DeviceIdentity, *, what: str = "the bundle") -> str | None:
-        """Why this device is not the target, or None when it is; ``what`` names the firmware's source."""
-        if self.is_esp:
-            if family is not Family.ESP:
-                return f"a Particle {identity.platform} cannot take an image for {self.chip}"
-            assert self.chip is not None
-            if normalise_chip_name(identity.platform) != normalise_chip_name(self.chip):
-                return f"device is {identity.platform}, {what} is for {self.chip}"
-            return None
-        if family is Family.ESP:
-            return f"an {identity.platform} cannot take firmware for Particle {self.describe()}"
-        if identity.platform_id != self.platform_id:
-            return f"device is {identity.platform} (id {identity.platform_id}), {what} is for {self.describe()}"
-        return None
+# The device a bundle is for; whether a board can take it is its family's ``accepts``
+# (station.devices.families), so the line, `station flash` and every family agree.
+__all__ = ["JobPlan", "Target", "flash_images", "plan_from_bundle", "target_of"]
 
 
 @dataclass(frozen=True)

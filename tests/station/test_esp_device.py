@@ -249,7 +249,12 @@ def test_find_esp_ports_keeps_known_adapters_sorted_by_usb_path() -> None:
     ]
     found = find_esp_ports(lambda: ports)
     assert [p.device for p in found] == ["/dev/ttyUSB2", "/dev/ttyUSB0", "/dev/ttyUSB1", "/dev/ttyACM0"]
-    assert [p.adapter for p in found] == ["FTDI", "CP210x", "CH34x", "Espressif USB"]
+    assert [p.adapter for p in found] == [
+        "FTDI FT232R",
+        "Silicon Labs CP2102/CP2102N/CP2104",
+        "WCH CH340/CH341",
+        "Espressif USB-Serial/JTAG",
+    ]
     assert found[1].port_path == "1-1.2" and found[0].port_path == "/dev/ttyUSB2"
     device = found[1].open(baud=460800)
     assert device.describe().port_path == "1-1.2" and device.baud == 460800

@@ -35,10 +35,37 @@ class BrokenPort:
         raise OSError("sysfs entry vanished")
 
 
-def test_usb_location_drops_the_interface_suffix() -> None:
-    assert usb_location("1-1.4:1.0") == "1-1.4"
+def test_usb_location_keeps_the_interface_suffix() -> None:
+    assert usb_location("1-1.4:1.2") == "1-1.4:1.2"
     assert usb_location("3-2") == "3-2"
-    assert usb_location(None) is None
+    assert usb_location(None) is None and usb_location("") is None
+
+
+def test_a_single_port_board_keeps_the_bare_usb_path_as_its_slot() -> None:
+    # The same key the USB source gives the board, and what existing profiles name.
+    ports = [Port("/dev/ttyUSB0", 0x10C4, 0xEA60, "1-1.2:1.0"), Port("/dev/ttyACM0", 0x2B04, 0xC00C, "1-1.4:1.0")]
+    assert sorted(c.slot for c in SerialPortSource(comports=lambda: ports).scan()) == ["1-1.2", "1-1.4"]
+
+
+def test_a_bridge_is_recognised_by_vendor_and_product_never_by_vendor_alone() -> None:
+    ports = [
+        Port("/dev/ttyUSB0", 0x0403, 0x6015, "1-1:1.0"),  # FT231X: in the table
+        Port("/dev/ttyUSB1", 0x0403, 0x6ABC, "1-2:1.0"),  # another FTDI product: not an ESP board's bridge
+        Port("/dev/ttyUSB2", 0x10C4, 0x8A2A, "1-3:1.0"),  # a Silicon Labs device that is not a CP210x UART
+        Port("/dev/ttyACM0", 0x303A, 0x4001, "1-4:1.0"),  # an app's own TinyUSB CDC: not the ROM loader
+    ]
+    assert [c.slot for c in SerialPortSource(comports=lambda: ports).scan()] == ["1-1"]
+
+
+def test_a_port_the_profile_names_is_an_esp_on_its_word() -> None:
+    ports = [Port("/dev/ttyUSB1", 0x0403, 0x6ABC, "1-2:1.0"), Port("/dev/ttyUSB2", 0x1234, 0x5678, "1-3:1.0")]
+    source = SerialPortSource(comports=lambda: ports, esp_slots={"1-2"})
+    (candidate,) = source.scan()
+    assert (candidate.slot, candidate.description.family, candidate.description.serial_port) == (
+        "1-2",
+        Family.ESP,
+        "/dev/ttyUSB1",
+    )
 
 
 def test_particle_ports_and_esp_bridges_are_found_others_ignored() -> None:
