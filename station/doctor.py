@@ -1,7 +1,9 @@
 """`station doctor`: can this machine flash? libusb, device permissions, serial access, udev rules, registry.
 
 Each check says what it found and, when it fails, the exact fix, so that a permission problem is
-never reported as "no device found". Roots are injectable so tests build a fake sysfs and /dev.
+never reported as "no device found". Which USB devices are the bench's comes from the family table
+(station.devices.families), the same IDs discovery claims and the udev rules grant. Roots are
+injectable so tests build a fake sysfs and /dev.
 """
 
 from __future__ import annotations
@@ -11,15 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# USB vendors a bench flashes: Particle, Spark Core, Espressif native USB, CP210x, WCH, FTDI.
-FLASH_VENDORS: dict[int, str] = {
-    0x2B04: "Particle",
-    0x1D50: "Spark Core",
-    0x303A: "Espressif",
-    0x10C4: "Silicon Labs CP210x",
-    0x1A86: "WCH CH34x",
-    0x0403: "FTDI",
-}
+from station.devices.families import known_usb_id
+
 RULES_NAME = "60-benchflash.rules"
 INSTALL_RULES = (
     f"sudo cp udev/{RULES_NAME} /etc/udev/rules.d/ && sudo udevadm control --reload && sudo udevadm trigger, "
@@ -47,13 +42,13 @@ class Machine:
     udev_rules_dir: Path = Path("/etc/udev/rules.d")
     shipped_rules: Path = Path(__file__).resolve().parents[1] / "udev" / RULES_NAME
     access: Callable[[str, int], bool] = os.access
-    serial_ports: Callable[[], list[tuple[str, int | None]]] = field(default=lambda: _serial_ports())
+    serial_ports: Callable[[], list[tuple[str, int | None, int | None]]] = field(default=lambda: _serial_ports())
 
 
-def _serial_ports() -> list[tuple[str, int | None]]:
+def _serial_ports() -> list[tuple[str, int | None, int | None]]:
     from serial.tools import list_ports
 
-    return [(p.device, p.vid) for p in list_ports.comports()]
+    return [(p.device, p.vid, p.pid) for p in list_ports.comports()]
 
 
 def check_libusb() -> DoctorCheck:
@@ -82,10 +77,11 @@ def check_usb_nodes(m: Machine) -> list[DoctorCheck]:
             num = int((dev / "devnum").read_text())
         except (OSError, ValueError):
             continue  # interfaces and hubs without these files
-        if vid not in FLASH_VENDORS:
+        known = known_usb_id(vid, pid)  # the family table: what discovery would claim
+        if known is None:
             continue
         node = m.dev_usb / f"{bus:03d}" / f"{num:03d}"
-        what = f"{FLASH_VENDORS[vid]} {vid:04x}:{pid:04x} at {dev.name} ({node})"
+        what = f"{known.name} {vid:04x}:{pid:04x} at {dev.name} ({node})"
         if m.access(str(node), os.R_OK | os.W_OK):
             checks.append(DoctorCheck("usb permission", True, f"{what}: read/write ok"))
         else:
@@ -97,17 +93,18 @@ def check_usb_nodes(m: Machine) -> list[DoctorCheck]:
 
 def check_serial(m: Machine) -> list[DoctorCheck]:
     checks = []
-    for device, vid in m.serial_ports():
-        if vid not in FLASH_VENDORS:
+    for device, vid, pid in m.serial_ports():
+        known = known_usb_id(vid, pid)
+        if known is None:
             continue
         if m.access(device, os.R_OK | os.W_OK):
-            checks.append(DoctorCheck("serial access", True, f"{device} ({FLASH_VENDORS[vid]}): read/write ok"))
+            checks.append(DoctorCheck("serial access", True, f"{device} ({known.name}): read/write ok"))
         else:
             checks.append(
                 DoctorCheck(
                     "serial access",
                     False,
-                    f"{device} ({FLASH_VENDORS[vid]}): no read/write access",
+                    f"{device} ({known.name}): no read/write access",
                     "sudo usermod -aG dialout $USER and log in again, or install the udev rules: " + INSTALL_RULES,
                 )
             )

@@ -21,16 +21,17 @@ import dataclasses
 import random
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from firmware_tools.errors import FirmwareError
 from firmware_tools.particle.parse import parse_module
-from station.devices.base import Device, DeviceDescription, Family, FlashImage, Mode
-from station.devices.esp import EspDevice
-from station.devices.particle_serial import ParticleSerialDevice
+from station.devices import esp as esp_family
+from station.devices import particle_serial as serial_family
+from station.devices.base import Device, DeviceDescription, Family, FlashImage
+from station.devices.family import Bus, SeenPort
 from station.discovery.base import Candidate
 from station.discovery.probe import PeekableCandidate
 from station.discovery.usb_dfu import UsbParticleSource
@@ -50,10 +51,8 @@ MAX_DEVICES = 256
 _MAX_SPEC_CHARS = 4096
 
 _ENTRY = re.compile(r"(?P<kind>[a-z0-9]+(?:-[a-z0-9]+)?)(?::(?P<count>[0-9]{1,6}))?(?P<faults>(?:![^!]*)*)", re.ASCII)
-_PARTICLE_VID = 0x2B04
-_NORMAL_PID_BASE = 0xC000
-# The bridge a simulated ESP board pretends to sit behind (a CP2102N), for listings.
-_ESP_BRIDGE = (0x10C4, 0xEA60)
+# The bridge a simulated ESP board pretends to sit behind: the family table's first (a CP2102N).
+_ESP_BRIDGE = esp_family.FAMILY.usb_ids[0]
 
 
 @dataclass(frozen=True)
@@ -286,10 +285,13 @@ class SimulatedBench:
             boards = [b for b in self._boards.values() if b.attached]
         found: list[Candidate] = list(self._usb.scan())
         for board in boards:
+            candidate: Candidate | None = None
             if isinstance(board.sim, SimulatedSerialDevice):
-                found.append(self._serial_candidate(board, board.sim))
+                candidate = self._serial_candidate(board, board.sim)
             elif isinstance(board.sim, SimulatedEsp) and board.url is not None:
-                found.append(self._esp_candidate(board, board.url))
+                candidate = self._esp_candidate(board, board.url)
+            if candidate is not None:
+                found.append(candidate)
         return sorted(found, key=lambda c: _slot_number(c.slot))
 
     def _dfu_slot(self, usb_port_path: str) -> str | None:
@@ -300,41 +302,50 @@ class SimulatedBench:
                     return board.port_path if board.attached else None
         return None
 
-    def _serial_candidate(self, board: _Board, sim: SimulatedSerialDevice) -> Candidate:
-        pid = _NORMAL_PID_BASE | sim.platform.platform_id
-        description = DeviceDescription(
-            family=Family.PARTICLE_SERIAL,
-            port_path=board.port_path,
-            mode=Mode.LISTENING,
-            vid=_PARTICLE_VID,
-            pid=pid,
+    def _serial_candidate(self, board: _Board, sim: SimulatedSerialDevice) -> Candidate | None:
+        # The board's normal-mode CDC ID, as the family table has it for its platform.
+        usb_id = next(
+            (
+                u
+                for u in serial_family.FAMILY.usb_ids
+                if u.pid & 0xFF == sim.platform.platform_id and u.pid >> 8 == 0xC0
+            ),
+            None,
+        )
+        if usb_id is None:
+            return None
+        port = SeenPort(
+            Bus.SERIAL,
+            vid=usb_id.vid,
+            pid=usb_id.pid,
+            device=sim.port,
             usb_serial_number=sim.device_id.upper(),
-            serial_port=sim.port,
+            slot=board.port_path,
         )
+        return self._claimed(serial_family.FAMILY.claims(port), serial_family.FAMILY.open, self._serial_options, sim)
 
-        def open_serial() -> Device:
-            # The pty path is read at open time: a board that dropped off comes back on a new one.
-            return ParticleSerialDevice(
-                sim.port,
-                port_path=board.port_path,
-                usb_serial_number=sim.device_id.upper(),
-                vid=_PARTICLE_VID,
-                pid=pid,
-                **self._serial_options,
-            )
+    def _esp_candidate(self, board: _Board, url: str) -> Candidate | None:
+        port = SeenPort(Bus.SERIAL, vid=_ESP_BRIDGE.vid, pid=_ESP_BRIDGE.pid, device=url, slot=board.port_path)
+        return self._claimed(esp_family.FAMILY.claims(port), esp_family.FAMILY.open, self._esp_options, None)
 
-        return PeekableCandidate(description, open_serial, open_serial)
+    @staticmethod
+    def _claimed(
+        description: DeviceDescription | None,
+        open_family: Callable[[DeviceDescription, Mapping[str, Any]], Device],
+        options: Mapping[str, Any],
+        sim: SimulatedSerialDevice | None,
+    ) -> Candidate | None:
+        """The candidate the family makes of a simulated port it claimed (as discovery would)."""
+        if description is None:
+            return None
+        claimed = description
 
-    def _esp_candidate(self, board: _Board, url: str) -> Candidate:
-        vid, pid = _ESP_BRIDGE
-        description = DeviceDescription(
-            family=Family.ESP, port_path=board.port_path, mode=Mode.BOOTLOADER, vid=vid, pid=pid, serial_port=url
-        )
+        def open_board() -> Device:
+            # A serial board's pty is read at open time: one that dropped off comes back on a new one.
+            now = claimed if sim is None else dataclasses.replace(claimed, serial_port=sim.port)
+            return open_family(now, options)
 
-        def open_esp() -> Device:
-            return EspDevice(url, port_path=board.port_path, vid=vid, pid=pid, **self._esp_options)
-
-        return PeekableCandidate(description, open_esp, open_esp)
+        return PeekableCandidate(claimed, open_board, open_board)
 
     def close(self) -> None:
         """Stop every pty and TCP server; the bench cannot be used afterwards. Safe to call twice."""

@@ -32,7 +32,7 @@ def test_usb_permission_failure_names_the_board_and_the_fix(tmp_path: Path) -> N
     m = Machine(sysfs_usb=sysfs, dev_usb=tmp_path / "dev", access=lambda p, mode: p in writable)
     checks = check_usb_nodes(m)
     assert [c.ok for c in checks] == [False, True]
-    assert "Particle 2b04:d00c at 1-1.4" in checks[0].detail
+    assert "Particle Argon DFU Mode 2b04:d00c at 1-1.4" in checks[0].detail
     assert checks[0].fix is not None and RULES_NAME in checks[0].fix and "plugdev" in checks[0].fix
 
 
@@ -41,10 +41,16 @@ def test_serial_ports_and_rules(tmp_path: Path) -> None:
         udev_rules_dir=tmp_path / "rules.d",
         shipped_rules=ROOT / "udev" / RULES_NAME,
         access=lambda p, mode: p == "/dev/ttyACM0",
-        serial_ports=lambda: [("/dev/ttyACM0", 0x2B04), ("/dev/ttyUSB0", 0x1A86), ("/dev/ttyS0", None)],
+        serial_ports=lambda: [
+            ("/dev/ttyACM0", 0x2B04, 0xC00C),
+            ("/dev/ttyUSB0", 0x1A86, 0x55D3),  # a CH343 on an ESP32-C6 devkit
+            ("/dev/ttyUSB1", 0x0403, 0x6ABC),  # FTDI, but no bridge of the table: not the bench's
+            ("/dev/ttyS0", None, None),
+        ],
     )
     serial = check_serial(m)
     assert [(c.ok, c.detail.split()[0]) for c in serial] == [(True, "/dev/ttyACM0"), (False, "/dev/ttyUSB0")]
+    assert "WCH CH343" in serial[1].detail
     assert serial[1].fix is not None and "dialout" in serial[1].fix
 
     assert check_rules(m).ok is None  # no udev here
@@ -71,3 +77,23 @@ def test_doctor_command_json(tmp_path: Path) -> None:
     names = {c["name"] for c in checks}
     assert {"libusb", "udev rules", "registry"} <= names
     assert result.exit_code == (1 if any(c["ok"] is False for c in checks) else 0)
+
+
+def test_usb_ids_json_is_the_family_table() -> None:
+    from station.devices.families import FAMILIES
+
+    result = CliRunner().invoke(main, ["doctor", "--usb-ids", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert all(set(row) == {"vid", "pid", "family", "mode", "name"} for row in rows)
+    assert all(len(row["vid"]) == 4 and row["vid"] == row["vid"].lower() and len(row["pid"]) == 4 for row in rows)
+    listed = {(int(r["vid"], 16), int(r["pid"], 16), r["family"]) for r in rows}
+    assert listed == {(u.vid, u.pid, f.key.value) for f in FAMILIES for u in f.usb_ids}
+    by_id = {(r["vid"], r["pid"], r["family"]): r for r in rows}
+    assert by_id[("1a86", "55d3", "esp")]["mode"] == "bootloader"
+    assert by_id[("2b04", "d020", "particle-dfu")]["mode"] == "dfu"
+    assert by_id[("2b04", "c00c", "particle-serial")]["mode"] == "listening"
+    assert ("0403", "6011", "esp") in by_id  # FT4232H
+
+    text = CliRunner().invoke(main, ["doctor", "--usb-ids"])
+    assert text.exit_code == 0 and "1a86:55d3  esp" in text.stdout
