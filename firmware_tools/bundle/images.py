@@ -38,7 +38,14 @@ FLASHABLE_KINDS = frozenset(
 
 # Where each chip's ROM looks for the second-stage bootloader (reference esp-app-image.md §3); used
 # to tell a bootloader without a descriptor (older ESP-IDF) from an app.
-_ESP_BOOTLOADER_OFFSET = {"esp32": 0x1000, "esp32s2": 0x1000, "esp32p4": 0x2000, "esp32c5": 0x2000, "esp32s31": 0x2000}
+_ESP_BOOTLOADER_OFFSET = {
+    "esp32": 0x1000,
+    "esp32s2": 0x1000,
+    "esp32p4": 0x2000,
+    "esp32c5": 0x2000,
+    "esp32s31": 0x2000,
+    "esp32h4": 0x2000,  # esptool 5.6 targets/esp32h4.py BOOTLOADER_FLASH_OFFSET
+}
 # ESP flash is erased in 4 KiB sectors; an image that does not start on one would erase its neighbour.
 ESP_SECTOR = 0x1000
 

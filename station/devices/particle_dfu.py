@@ -408,7 +408,7 @@ class ParticleDfuDevice(Device):
         end = image.address + image.size
         # DCT and external/serial flash both start at 0 on some platforms: only kind "dct" means DCT.
         want_dct = image.kind == "dct"
-        candidates = tuple(a for a in self.alt_settings() if ("dct" in a.memory.name.lower()) == want_dct)
+        candidates = tuple(a for a in self.alt_settings() if is_dct_alt(a.memory.name) == want_dct)
         for alt in candidates:
             if alt.memory.protected and alt.memory.covers(image.address, image.size):
                 raise DeviceError(
@@ -599,6 +599,17 @@ class ParticleDfuDevice(Device):
         self._transport = None
         self._client = None
         self._current_alt = None
+
+
+# The DCT alt's name: "DCT Flash", or "DCD Flash" as the nRF52840 bootloaders of the Device OS 2.x
+# era (around 2.3.1) call it (device-os bootloader/src/nRF52840/usbd_dfu_mal.h, DcdMal).
+_DCT_ALT_NAMES = ("dct", "dcd")
+
+
+def is_dct_alt(name: str) -> bool:
+    """Whether an alt setting's memory-map name is the DCT's."""
+    words = name.lower().split()
+    return any(word in _DCT_ALT_NAMES for word in words)
 
 
 def _needs_former_user_part_cleared(image: FlashImage) -> bool:

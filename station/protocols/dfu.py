@@ -608,15 +608,24 @@ class DfuSeClient:
         """Zero-length DNLOAD, then status: True once the device manifests or resets.
 
         A device that drops off the bus after the request is doing what it was asked: it resets
-        into the new firmware. Errors before the request went out are still errors.
+        into the new firmware. That includes one that re-enumerates before it answers: the request
+        itself then fails as the device leaves the bus, or a status request goes unanswered while
+        it resets (device-os 599, particle-cli 434: dfu-util's "Error during download get_status"
+        after a successful flash). Whether the new firmware runs is the caller's next question
+        (``ParticleDfuDevice.running_firmware``). A device that answers with an error is an error.
         """
         where = Where("leave DFU mode")
-        self._out(Request.DNLOAD, 2, b"", where)
+        try:
+            self._out(Request.DNLOAD, 2, b"", where)
+        except DeviceDisconnected:
+            return True  # gone from the bus with the request: it is resetting
         budget = _PollBudget(self._clock())
         while True:
             try:
                 reply = self.get_status(where)
-            except (DeviceDisconnected, UsbStall):
+            except (DeviceDisconnected, UsbStall, DeviceTimeout):
+                # No answer at all to a status request (a timeout, not a poll budget running out):
+                # the device is re-enumerating.
                 return True
             outcome = leave_outcome(reply)
             if outcome is Poll.DONE:

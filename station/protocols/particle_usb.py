@@ -64,6 +64,7 @@ PLATFORMS: tuple[Platform, ...] = (
     Platform(13, "boron", "Boron", "gen3"),
     Platform(14, "xenon", "Xenon", "gen3"),
     Platform(15, "esomx", "E-SoM-X", "gen3"),
+    Platform(22, "asom", "A-SoM", "gen3"),  # not public; PIDs c016/d016 (reference dfu-dfuse.md, device-constants)
     Platform(23, "bsom", "B-SoM", "gen3"),
     Platform(25, "b5som", "B5-SoM", "gen3"),
     Platform(26, "tracker", "Tracker", "gen3"),

@@ -152,6 +152,7 @@ PLATFORM_SPECS: dict[str, PlatformSpec] = {
         _gen3("argon"),
         _gen3("boron"),
         _gen3("xenon"),
+        _gen3("asom"),  # the B-SoM's Gen3 map; its external flash size is not in the reference (1024 pages assumed)
         _gen3("bsom"),
         _gen3("b5som", 2048),
         _gen3("tracker", 2048),

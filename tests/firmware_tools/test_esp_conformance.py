@@ -169,3 +169,20 @@ def test_the_partition_table_esptool_refuses_is_inspected_as_a_partition_table()
         ("rfdata", "data", 0x110000),
         ("wifidata", "data", 0x150000),
     ]
+
+
+def test_every_chips_bootloader_offset_is_esptools() -> None:
+    # esptool's per-target BOOTLOADER_FLASH_OFFSET is the oracle for where the ROM looks (ESP32-H4: 0x2000).
+    from esptool.targets import CHIP_DEFS
+
+    from firmware_tools.bundle.images import esp_bootloader_offset
+    from firmware_tools.esp.chips import CHIPS
+
+    compared = [chip.key for chip in CHIPS if chip.key in CHIP_DEFS]
+    assert "esp32h4" in compared and len(compared) >= 10
+    wrong = {
+        key: (hex(esp_bootloader_offset(key)), hex(CHIP_DEFS[key].BOOTLOADER_FLASH_OFFSET))
+        for key in compared
+        if esp_bootloader_offset(key) != CHIP_DEFS[key].BOOTLOADER_FLASH_OFFSET
+    }
+    assert not wrong, f"ours vs esptool's: {wrong}"

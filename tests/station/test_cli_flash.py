@@ -73,6 +73,21 @@ def test_a_particle_module_into_a_dfu_or_serial_board_reads_back_identical(
     assert writes[-1]["done"] == writes[-1]["total"] == image.size
 
 
+def test_an_a_som_is_a_gen3_board_like_the_others(tmp_path: Path, bench: SimulatedBench) -> None:
+    # Platform 22 (A-SoM): 2b04:d016 in DFU mode, c016 running, the Gen3 memory map.
+    path, image = _module_file(tmp_path, "asom")
+    (slot,) = bench.attach_all(parse_simulate_spec("asom-dfu"))
+    code, out, err = _flash(str(path), "--json", bench=bench)
+    assert code == 0, err
+    device = json.loads(out)["device"]
+    assert (device["platform"], device["platform_id"], device["family"]) == ("asom", 22, "particle-dfu")
+    assert bench.holds(slot, image)
+    listed = CliRunner().invoke(main, ["devices", "--json"], env=NO_TIMING, obj={"sources": [bench]})
+    (row,) = json.loads(listed.stdout)["devices"]
+    # Flashed and restarted: it now runs its firmware, on its normal-mode ID.
+    assert (row["vid"], row["pid"], row["mode"], row["platform"]) == ("2b04", "c016", "normal", "asom")
+
+
 def test_an_esp_image_at_the_default_and_at_a_given_address(tmp_path: Path, bench: SimulatedBench) -> None:
     app = esp_app("esp32", size=50_000)
     path = tmp_path / "app.bin"

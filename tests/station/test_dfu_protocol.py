@@ -236,6 +236,26 @@ def test_leave_sends_zero_length_download_and_accepts_a_vanishing_device() -> No
         client(ScriptedTransport([status(State.DFU_ERROR, Status.ERR_FIRMWARE)])).leave()
 
 
+def test_leave_accepts_a_device_that_re_enumerates_before_answering() -> None:
+    # device-os 599 / particle-cli 434: the board resets into its firmware before it answers.
+    no_answer = ScriptedTransport([DeviceTimeout("no answer")])
+    assert client(no_answer).leave() is True
+
+    class GoneWithTheRequest(ScriptedTransport):
+        def control_out(
+            self, request_type: int, request: int, value: int, index: int, data: bytes, timeout_ms: int
+        ) -> None:
+            super().control_out(request_type, request, value, index, data, timeout_ms)
+            raise DeviceDisconnected("device is gone from the bus")
+
+    gone = GoneWithTheRequest()
+    assert client(gone).leave() is True
+    assert gone.calls == [("out", Request.DNLOAD, 2, b"")]  # nothing asked of a device that left
+    # A device that answers that it failed is still a failure.
+    with pytest.raises(DfuStatusError):
+        client(ScriptedTransport([status(State.DFU_ERROR, Status.ERR_VERIFY)])).leave()
+
+
 def test_transport_errors_name_the_operation_and_block() -> None:
     transport = ScriptedTransport([DeviceTimeout("no answer")])
     with pytest.raises(DeviceTimeout) as caught:

@@ -147,6 +147,22 @@ def test_dct_and_external_flash_pick_their_alt_settings(bus: SimulatedUsbBackend
     assert sim.read(0x80010000, 6000, alt=2) == external.data
 
 
+def test_a_bootloader_that_calls_its_dct_alt_dcd_flash_still_gets_the_dct(bus: SimulatedUsbBackend) -> None:
+    # nRF52840 bootloaders around Device OS 2.3.1 name alt 1 "@DCD Flash" (device-os DcdMal).
+    sim = plug(bus, "argon")
+    strings = list(sim.memory_strings)
+    assert strings[1].startswith("@DCT Flash")
+    strings[1] = strings[1].replace("@DCT Flash", "@DCD Flash")
+    sim.memory_strings = tuple(strings)
+    dct = FlashImage("dct", b"\x05\x06\x07\x08", 0x1000, kind="dct")
+    device = device_at(bus)
+    assert device.alt_for(dct).alt == 1 and device.alt_for(dct).memory.name == "DCD Flash"
+    assert device.alt_for(user_image("argon", b"x")).alt == 0  # and the DCD alt is not taken for internal flash
+    device.flash([dct])
+    device.verify([dct])
+    assert sim.read(0x1000, 4, alt=1) == b"\x05\x06\x07\x08"
+
+
 def test_reflashing_over_old_firmware_erases_first(bus: SimulatedUsbBackend) -> None:
     sim = plug(bus, "electron")
     old, new = user_image("electron", payload(1, 7000)), user_image("electron", payload(200, 7000))
