@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from station.discovery.base import Source
 
 
-def open_sources(simulate: str | None, *, timing: bool = True) -> list[Source]:
-    """Simulated devices only when ``simulate`` is given (``argon-dfu:2,esp32:1``), else the real buses."""
+def open_sources(simulate: str | None, *, timing: bool = True, esp_slots: Collection[str] = ()) -> list[Source]:
+    """Simulated devices only when ``simulate`` is given (``argon-dfu:2,esp32:1``), else the real buses
+    (``esp_slots``: the profile's slots of an ESP line, see ``station.discovery.all_sources``)."""
     if simulate:
         from station.demo.simulated_bench import bench_from_spec
 
         return [bench_from_spec(simulate, timing=timing)]
     from station.discovery import all_sources
 
-    return list(all_sources())
+    return list(all_sources(esp_slots=esp_slots))

@@ -80,7 +80,10 @@ def run(
     profile = load_profile(profile_path)
     line = prepare_line(profile, operator=resolve_operator(operator, profile.operator))
     registry = Registry(resolve_db_path(db_option))
-    sources = open_sources(simulate, timing=not no_timing)
+    # An ESP line's profile naming its slots is the explicit list: those ports are probed as ESP boards
+    # even behind a bridge the family table does not know (never a vendor ID alone).
+    esp_slots = tuple(profile.slot_labels) if line.plan.target.is_esp else ()
+    sources = open_sources(simulate, timing=not no_timing, esp_slots=esp_slots)
     use_dashboard = not as_json and sys.stdout.isatty()
     try:
         if use_dashboard:

@@ -57,9 +57,8 @@ from station.errors import (
 )
 from station.protocols import listening, ymodem
 from station.protocols.listening import ListeningClient, SystemInfo
+from station.protocols.particle_usb import CORE, PLATFORMS
 
-PARTICLE_VID = 0x2B04
-_NORMAL_PID_BASE = 0xC000  # normal-mode CDC: 0xC0NN, NN = platform id
 _DEVICE_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
 _RESTARTING = b"Restarting system to apply firmware update..."
 _PROBE_TIMEOUT = 0.15  # a console in listening mode answers `v` within milliseconds
@@ -496,12 +495,10 @@ def seen_serial_port(info: object, slot: str | None = None) -> SeenPort:
 def _usb_ids() -> tuple[UsbId, ...]:
     """Normal-mode CDC ports (2b04:c0NN, particle-usb's table). The Core (1d50:607d) is left out:
     particle-cli never flashed it over serial, and it runs no module-based firmware to verify."""
-    from station.protocols.particle_usb import PLATFORMS
-
     return tuple(
         UsbId(p.vid, p.normal_pid, f"Particle {p.display} (serial)", Mode.LISTENING)
         for p in PLATFORMS
-        if p.vid == PARTICLE_VID
+        if p.platform_id != CORE.platform_id
     )
 
 
