@@ -31,6 +31,12 @@ npm-peers:
 	else \
 		echo "note: npm is missing; the particle-api-js peer test will skip"; \
 	fi
+	@# Particle's own platform table (what particle-usb finds boards by): the family table is checked against it.
+	@if [ -f .cache/npm/node_modules/@particle/device-constants/package.json ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then \
+		npm install --prefix .cache/npm --no-audit --no-fund --silent @particle/device-constants@4 \
+			|| echo "note: @particle/device-constants could not be installed; its comparison test will skip"; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

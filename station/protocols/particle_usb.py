@@ -55,6 +55,8 @@ class Platform:
 
 
 CORE = Platform(0, "core", "Core", "gen1")
+# Every platform @particle/device-constants 4.2.1 gives USB and DFU IDs (the table particle-usb
+# builds its own from); tests/station/test_families.py compares the two when it is installed.
 PLATFORMS: tuple[Platform, ...] = (
     CORE,
     Platform(6, "photon", "Photon", "gen2"),
@@ -64,13 +66,16 @@ PLATFORMS: tuple[Platform, ...] = (
     Platform(13, "boron", "Boron", "gen3"),
     Platform(14, "xenon", "Xenon", "gen3"),
     Platform(15, "esomx", "E-SoM-X", "gen3"),
-    Platform(22, "asom", "A-SoM", "gen3"),  # not public; PIDs c016/d016 (reference dfu-dfuse.md, device-constants)
+    Platform(22, "asom", "A-SoM", "gen3"),  # not public
     Platform(23, "bsom", "B-SoM", "gen3"),
+    Platform(24, "xsom", "X-SoM", "gen3"),  # not public
     Platform(25, "b5som", "B5-SoM", "gen3"),
     Platform(26, "tracker", "Tracker", "gen3"),
     Platform(28, "trackerm", "Tracker M", "rtl872x"),
     Platform(32, "p2", "P2", "rtl872x"),
     Platform(35, "msom", "M-SoM", "rtl872x"),
+    Platform(37, "electron2", "Electron 2", "gen3"),
+    Platform(38, "sulu", "Sulu", "rtl872x"),
 )
 _BY_ID = {p.platform_id: p for p in PLATFORMS}
 _BY_NAME = {p.name: p for p in PLATFORMS}

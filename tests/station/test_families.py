@@ -119,3 +119,39 @@ def test_an_opened_device_keeps_its_description(kind: str) -> None:
         assert (described.mode, described.pid) == (Mode.DFU, 0xD006)
     else:
         assert described.mode is candidate.description.mode
+
+
+_DEVICE_CONSTANTS = (
+    Path(__file__).resolve().parents[2] / ".cache" / "npm" / "node_modules" / "@particle" / "device-constants"
+)
+_GENERATION_BY_MCU = {"stm32f1xx": "gen1", "stm32f2xx": "gen2", "nrf52840": "gen3", "rtl872x": "rtl872x"}
+
+
+@pytest.mark.skipif(
+    not (_DEVICE_CONSTANTS / "src" / "constants.json").is_file(),
+    reason="@particle/device-constants is not installed (make npm-peers installs it)",
+)
+def test_particle_usb_ids_are_the_vendors_device_constants() -> None:
+    # The table particle-usb (and so particle-cli) finds devices with, read from the npm package itself.
+    import json
+
+    from station.protocols.particle_usb import CORE, PLATFORMS
+
+    vendor = json.loads((_DEVICE_CONSTANTS / "src" / "constants.json").read_text())
+    flashable = {
+        v["id"]: v for v in vendor.values() if v.get("dfu") and int(v["dfu"].get("productId", "0"), 16) and v["id"]
+    }
+    ours = {p.platform_id: p for p in PLATFORMS if p.platform_id}
+    assert set(ours) == set(flashable), "platforms with DFU IDs in device-constants but not here, or the reverse"
+    for platform_id, p in ours.items():
+        theirs = flashable[platform_id]
+        assert p.name == theirs["name"]
+        assert (p.vid, p.normal_pid) == (int(theirs["usb"]["vendorId"], 16), int(theirs["usb"]["productId"], 16))
+        assert (p.vid, p.dfu_pid) == (int(theirs["dfu"]["vendorId"], 16), int(theirs["dfu"]["productId"], 16))
+        assert p.generation == _GENERATION_BY_MCU[theirs["baseMcu"]], p.name
+    core = vendor["core"]  # the Spark Core, under its own vendor ID
+    assert (CORE.vid, CORE.normal_pid, CORE.dfu_pid) == (
+        int(core["usb"]["vendorId"], 16),
+        int(core["usb"]["productId"], 16),
+        int(core["dfu"]["productId"], 16),
+    )
