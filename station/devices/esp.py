@@ -58,8 +58,7 @@ _TRANSCRIPT_LINES = 200
 _B = Mode.BOOTLOADER
 # The USB-serial bridges found on ESP boards, and Espressif's own USB, by vendor AND product: a
 # vendor alone would have DTR/RTS toggled on any FTDI or CP210x device (a Particle programmer
-# shield, a JTAG probe). Names and port counts from the vendors' datasheets and Linux's cp210x,
-# ch341, cdc-acm and ftdi_sio tables; see docs/hardware.md for what was checked against what.
+# shield, a JTAG probe). Names and port counts: see docs/hardware.md for what was checked against what.
 USB_IDS: tuple[UsbId, ...] = (
     UsbId(0x10C4, 0xEA60, "Silicon Labs CP2102/CP2102N/CP2104", _B),
     UsbId(0x10C4, 0xEA61, "Silicon Labs CP210x (USBXpress PID)", _B),
@@ -72,7 +71,7 @@ USB_IDS: tuple[UsbId, ...] = (
     UsbId(0x1A86, 0x55D2, "WCH CH342 (dual UART)", _B, serial_interfaces=2),
     UsbId(0x1A86, 0x55D3, "WCH CH343", _B),
     UsbId(0x1A86, 0x55D4, "WCH CH9102", _B),
-    UsbId(0x1A86, 0x55D5, "WCH CH344/CH9344 (quad UART)", _B, serial_interfaces=4),
+    UsbId(0x1A86, 0x55D5, "WCH CH344 (quad UART)", _B, serial_interfaces=4),
     UsbId(0x0403, 0x6001, "FTDI FT232R", _B),
     # ESP-Prog and ESP-WROVER-KIT: channel A (interface 0) is the JTAG one, channel B the UART.
     UsbId(

@@ -155,3 +155,10 @@ def test_particle_usb_ids_are_the_vendors_device_constants() -> None:
         int(core["usb"]["productId"], 16),
         int(core["dfu"]["productId"], 16),
     )
+
+
+def test_espressifs_usb_serial_jtag_is_the_one_esptool_knows() -> None:
+    from esptool.loader import ESPLoader
+
+    usb_id = known_usb_id(ESPLoader.ESPRESSIF_VID, ESPLoader.USB_JTAG_SERIAL_PID)
+    assert usb_id is not None and family_of(Family.ESP).usb_id(usb_id.vid, usb_id.pid) is usb_id
