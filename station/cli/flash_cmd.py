@@ -30,7 +30,7 @@ from firmware_tools.formats import read_firmware
 from station.cli.devices_cmd import error_json, identify_candidate, open_sources, source_problems
 from station.devices.base import DeviceDescription, DeviceIdentity, Family, FlashImage, Phase, Progress
 from station.devices.families import families_taking, family_of
-from station.devices.family import Bus, FirmwareKind, SeenPort, Target
+from station.devices.family import Bus, FirmwareKind, Target
 from station.discovery.base import Candidate, Source, scan_all
 from station.errors import DeviceError, InputError, Reason, StationError
 from station.line.events import Event, ProgressEvent
@@ -200,13 +200,8 @@ def explicit_port_candidate(port: str, flash_input: FlashInput) -> Candidate | N
     family = next((f for f in serial_families if not url or f.key is Family.ESP), None)
     if family is None:
         return None
-    usb_id = family.usb_ids[0]
-    seen = SeenPort(bus=Bus.SERIAL, device=port, vid=usb_id.vid, pid=usb_id.pid, slot=port)
-    claimed = family.claims(seen)
-    if claimed is None:
-        return None
-    # Taken at the user's word: no USB IDs are known for the port.
-    description = DeviceDescription(family=family.key, port_path=port, mode=claimed.mode, serial_port=port)
+    # Taken at the user's word: no USB IDs are known for the port; it is in the mode of the family's ports.
+    description = DeviceDescription(family=family.key, port_path=port, mode=family.usb_ids[0].mode, serial_port=port)
     return Candidate(description, lambda: family.open(description, {}))
 
 
