@@ -111,12 +111,12 @@ class SerialPortSource:
             description = family.claims(port)
             if description is not None:
                 return family, description
-        # The profile names the slot: its word makes an unknown bridge an ESP board.
-        slot = port.location if port.location in self.esp_slots else port.usb_path
-        if slot is not None and slot in self.esp_slots:
-            named = esp_family.claim_named(dataclasses.replace(port, slot=slot))
-            if named is not None:
-                return esp_family.FAMILY, named
+        # The profile names the slot (a USB location, with or without its interface, or a device
+        # node): its word makes a port behind an unknown bridge an ESP board.
+        for slot in (port.location, port.usb_path, port.device):
+            if slot is not None and slot in self.esp_slots:
+                named = esp_family.claim_named(dataclasses.replace(port, slot=slot))
+                return None if named is None else (esp_family.FAMILY, named)
         return None
 
     def _node_now(self, slot: str, device: str) -> str:

@@ -17,7 +17,7 @@ import usb.core
 from station.devices.base import Device, DeviceDescription
 from station.devices.families import FAMILIES
 from station.devices.family import BoardFamily, Bus
-from station.devices.particle_dfu import read_usb_serial, seen_usb_port
+from station.devices.particle_dfu import port_path_of, read_usb_serial, seen_usb_port
 from station.discovery.base import Candidate
 from station.discovery.linger import Linger
 from station.discovery.probe import PeekableCandidate
@@ -81,9 +81,7 @@ class UsbSource:
         return self.linger.apply(found)
 
     def _candidate(self, usb_device: Any) -> PeekableCandidate | None:
-        plain = seen_usb_port(usb_device)
-        assert plain.location is not None
-        slot = self.slot_name(plain.location)
+        slot = self.slot_name(port_path_of(usb_device))
         if slot is None:
             return None
         port = seen_usb_port(usb_device, slot)

@@ -58,14 +58,17 @@ def test_a_bridge_is_recognised_by_vendor_and_product_never_by_vendor_alone() ->
 
 
 def test_a_port_the_profile_names_is_an_esp_on_its_word() -> None:
-    ports = [Port("/dev/ttyUSB1", 0x0403, 0x6ABC, "1-2:1.0"), Port("/dev/ttyUSB2", 0x1234, 0x5678, "1-3:1.0")]
-    source = SerialPortSource(comports=lambda: ports, esp_slots={"1-2"})
-    (candidate,) = source.scan()
-    assert (candidate.slot, candidate.description.family, candidate.description.serial_port) == (
-        "1-2",
-        Family.ESP,
-        "/dev/ttyUSB1",
-    )
+    ports = [
+        Port("/dev/ttyUSB1", 0x0403, 0x6ABC, "1-2:1.0"),
+        Port("/dev/ttyUSB2", 0x1234, 0x5678, "1-3:1.0"),  # not named: not probed
+        Port("/dev/ttyS1", None, None, None),  # a motherboard UART the profile names by its node
+    ]
+    source = SerialPortSource(comports=lambda: ports, esp_slots={"1-2", "/dev/ttyS1"})
+    found = {c.slot: c.description for c in source.scan()}
+    assert sorted(found) == ["/dev/ttyS1", "1-2"]
+    assert all(d.family is Family.ESP for d in found.values())
+    assert found["1-2"].serial_port == "/dev/ttyUSB1"
+    assert SerialPortSource(comports=lambda: ports, esp=False, esp_slots={"1-2"}).scan() == []
 
 
 def test_particle_ports_and_esp_bridges_are_found_others_ignored() -> None:
