@@ -163,3 +163,5 @@ def test_all_sources_puts_usb_first() -> None:
     sources = all_sources(usb_backend=_bus())
     assert isinstance(sources[0], UsbParticleSource) and isinstance(sources[1], SerialPortSource)
     assert sources[0].backend is not None
+    named = all_sources(usb_backend=_bus(), esp_slots=("1-1.2", "/dev/ttyS1"))[1]
+    assert isinstance(named, SerialPortSource) and named.esp_slots == {"1-1.2", "/dev/ttyS1"}
