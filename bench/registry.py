@@ -293,7 +293,8 @@ def main() -> None:
         )
         print(f"bare SQLite: scan every attempt's result {t_scan:.3f} s; read every device ID {t_ids:.3f} s")
         print(
-            f"stats (all time)            {t_stats * 1000:7.3f} ms ({t_stats / t_same:.2f}x the same SQL bare, {t_same * 1000:.3f} ms;"
+            f"stats (all time)            {t_stats * 1000:7.3f} ms"
+            f" ({t_stats / t_same:.2f}x the same SQL bare, {t_same * 1000:.3f} ms;"
             f" the full scan it replaced: {t_scan:.3f} s)"
         )
         print(f"stats --since 1 day          {t_stats_day:7.3f} s")
