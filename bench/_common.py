@@ -318,3 +318,120 @@ def ratio_line(label: str, measured: float, bound: float, target: float) -> str:
     ratio = measured / bound
     verdict = "meets" if ratio <= target else "misses"
     return f"{label:<40} {measured:7.3f} s  bound {bound:7.3f} s  ratio {ratio:5.3f}  ({verdict} target {target:.2f})"
+
+
+# ---- simulators out of the station's process -------------------------------------------------
+
+SIM_HOST = Path(__file__).with_name("_sim_host.py")
+
+
+class ExternalBench:
+    """Boards served by simulator host processes (``bench/_sim_host.py``), seen by the line as
+    ports; ``attach`` plugs one in (its candidate appears in the scan). The station's process does
+    none of the boards' work, as with real hardware."""
+
+    def __init__(self, family: str, count: int, processes: int) -> None:
+        import json
+        import subprocess
+        import sys
+
+        self.family = family
+        self._procs: list[subprocess.Popen[str]] = []
+        self._free: list[str] = []
+        self._visible: dict[str, Candidate] = {}
+        self._lock = threading.Lock()
+        shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
+        try:
+            for share in (s for s in shares if s):
+                proc = subprocess.Popen(
+                    [sys.executable, str(SIM_HOST), family, str(share)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                self._procs.append(proc)
+            for proc in self._procs:
+                assert proc.stdout is not None
+                for line_text in proc.stdout:
+                    message = json.loads(line_text)
+                    if message.get("ready"):
+                        break
+                    self._free.append(str(message["port"]))
+            if len(self._free) != count:
+                raise SystemExit(f"simulator hosts started {len(self._free)} boards, not {count}")
+        except BaseException:
+            self.close()
+            raise
+
+    def _candidate(self, port: str) -> Candidate:
+        from station.devices.base import DeviceDescription, Family, Mode
+
+        if self.family == "esp":
+            from station.devices.esp import EspDevice
+
+            def open_esp() -> Any:
+                return EspDevice(port, port_path=port, baud=ESP_BAUD)
+
+            description = DeviceDescription(Family.ESP, port, Mode.BOOTLOADER, serial_port=port)
+            return Candidate(description, open_esp)
+        from station.devices.particle_serial import ParticleSerialDevice
+
+        def open_serial() -> Any:
+            return ParticleSerialDevice(port, port_path=port)
+
+        description = DeviceDescription(Family.PARTICLE_SERIAL, port, Mode.LISTENING, serial_port=port)
+        return Candidate(description, open_serial)
+
+    def attach_next(self) -> str:
+        with self._lock:
+            port = self._free.pop(0)
+            self._visible[port] = self._candidate(port)
+            return port
+
+    def scan(self) -> list[Candidate]:
+        with self._lock:
+            return list(self._visible.values())
+
+    def close(self) -> None:
+        for proc in self._procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=30)
+            except Exception:
+                proc.kill()
+
+
+@contextmanager
+def external_line(
+    plan: JobPlan, bench: ExternalBench, *, poll_interval: float = LINE_POLL_INTERVAL
+) -> Iterator[LineUnderTest]:
+    """One LineRunner scanning ``bench``'s ports and recording into a real registry (temporary folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="benchflash-bench-"))
+    stop = threading.Event()
+    registry = Registry(folder / "station.db")
+    lut = LineUnderTest(bench, registry, TimedRecorder(registry), [])  # type: ignore[arg-type]
+    runner = LineRunner([bench], plan, lut.recorder, lut.sink, poll_interval=poll_interval)
+    lut.runners.append(runner)
+    thread = threading.Thread(target=runner.run, args=(stop,), name="runner", daemon=True)
+    thread.start()
+    try:
+        yield lut
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        registry.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def attach_external(lut: LineUnderTest, bench: ExternalBench, count: int) -> list[str]:
+    """Plug ``count`` boards of ``bench`` in at once; returns their slots (the ports)."""
+    slots = []
+    for _ in range(count):
+        with lut._lock:
+            # The outcome must exist before the runner can see the board.
+            port = bench._free[0]
+            lut.outcomes[port] = Outcome(port, time.monotonic())
+        slots.append(bench.attach_next())
+    return slots

@@ -1,29 +1,49 @@
-"""Parallel scaling (issue 7 item 3): 1, 4, 8, 16 and 32 simulated boards of mixed families at once.
+"""Parallel scaling (issues 7 and 17): N simulated boards at once against one board, per family.
 
-Boards are Argon DFU, Argon serial (YModem) and ESP32, in turn, on one simulated bench with the
-timing model on; two line runners (the Argon plan and the ESP32 plan) scan it and record into one
-real registry, as `station run` would with two lines. All N boards are plugged in at once; the
-makespan is from then until the last attempt is recorded. The baseline ("1") is the slowest of
-the three families flashed alone, so the ratio is what running N at once costs over the longest
-single job. Target: 16 boards within 1.25x of one. Devices per hour are projected with a stated
-handling time per board (plugging and unplugging).
-Run with `make bench` or `.venv/bin/python bench/parallel_scaling.py [--counts 1,4,8,16,32]`.
+``--family esp`` and ``--family serial`` run the boards in simulator host processes
+(``bench/_sim_host.py``, ``--sim-processes`` of them), out of the station's process, reached over TCP
+(ESP, as esptool reaches ``station sim esp``) and ptys (Particle listening mode): what this process
+spends is the station's own work, as with real boards. ``--family dfu`` and ``--family mixed``
+(Argon DFU, Argon serial and ESP32 in turn) still run their boards in this process: the simulated
+USB backend has no transport to another process yet, so their ratios include the simulators' CPU.
+
+All N boards are plugged in at once; the makespan is from then until the last attempt is recorded,
+against one board of the same family alone. Devices per hour come from the handling time per board:
+one person plugs and unplugs boards one at a time (``--handling`` seconds each), so a line does at
+most 3600 / handling boards an hour, and N slots each busy for handling + their own board time give
+N x 3600 / (handling + board time); the figure is the lower of the two.
+Targets (issue 17): at 64 boards, <= 1.3x one for ESP and serial, <= 1.2x for DFU.
+Run with `make bench` or `.venv/bin/python bench/parallel_scaling.py --family esp --counts 1,64 --json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import statistics
 import sys
 import time
 from collections.abc import Sequence
 
-from _common import LINE_POLL_INTERVAL, argon_user_part, esp_app, esp_plan, line, machine, particle_plan
+from _common import (
+    LINE_POLL_INTERVAL,
+    ExternalBench,
+    argon_user_part,
+    attach_external,
+    esp_app,
+    esp_plan,
+    external_line,
+    line,
+    machine,
+    particle_plan,
+)
 
 from station.demo.simulated_bench import SimDeviceSpec
 from station.devices.base import Family
 
-TARGET_AT_16 = 1.25
+TARGETS = {"esp": 1.3, "serial": 1.3, "dfu": 1.2}
 HANDLING_SECONDS = 20.0  # a person plugging a board in and taking it out
 ESP_APP_BYTES = 256 * 1024
 MIX = (
@@ -31,10 +51,45 @@ MIX = (
     SimDeviceSpec(Family.PARTICLE_SERIAL, "argon"),
     SimDeviceSpec(Family.ESP, "esp32"),
 )
+OUT_OF_PROCESS = {"esp", "serial"}
 
 
-def run(specs: Sequence[SimDeviceSpec], poll_interval: float) -> tuple[float, list[float]]:
-    """Makespan of ``specs`` plugged in at once, and each board's own time (plug-in to recorded)."""
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _check(lut: object, outcomes: list) -> float:  # type: ignore[type-arg]
+    failed = [o for o in outcomes if not o.passed]
+    if failed:
+        raise SystemExit(f"{len(failed)} boards failed, e.g. {failed[0].slot}: {failed[0].message}")
+    problems = lut.registry.check_consistency()  # type: ignore[attr-defined]
+    if problems:
+        raise SystemExit(f"registry inconsistent after the run: {problems[:3]}")
+    return max(o.recorded_at for o in outcomes if o.recorded_at is not None)
+
+
+def run_external(family: str, n: int, processes: int, poll_interval: float) -> tuple[float, list[float], float]:
+    """Makespan, per-board times and this process's CPU seconds for ``n`` out-of-process boards."""
+    plan = (
+        esp_plan([esp_app(size=ESP_APP_BYTES)], station="bench-esp32")
+        if family == "esp"
+        else particle_plan("argon", [argon_user_part()], station="bench-argon")
+    )
+    bench = ExternalBench(family, n, min(processes, n))
+    try:
+        with external_line(plan, bench, poll_interval=poll_interval) as lut:
+            time.sleep(0.2)
+            cpu0, start = _cpu(), time.monotonic()
+            slots = attach_external(lut, bench, n)
+            outcomes = lut.wait(slots, timeout=900)
+            end = _check(lut, outcomes)
+            return end - start, [o.wall for o in outcomes], _cpu() - cpu0
+    finally:
+        bench.close()
+
+
+def run_in_process(specs: Sequence[SimDeviceSpec], poll_interval: float) -> tuple[float, list[float], float]:
     argon, esp = argon_user_part(), esp_app(size=ESP_APP_BYTES)
     plans = [
         (
@@ -45,60 +100,69 @@ def run(specs: Sequence[SimDeviceSpec], poll_interval: float) -> tuple[float, li
     ]
     with line(plans, poll_interval=poll_interval) as lut:
         time.sleep(0.2)
-        start = time.monotonic()
+        cpu0, start = _cpu(), time.monotonic()
         slots = lut.attach(specs)
         outcomes = lut.wait(slots, timeout=900)
-        failed = [o for o in outcomes if not o.passed]
-        if failed:
-            raise SystemExit(f"{len(failed)} boards failed, e.g. {failed[0].slot}: {failed[0].message}")
-        problems = lut.registry.check_consistency()
-        if problems:
-            raise SystemExit(f"registry inconsistent after the run: {problems[:3]}")
-        end = max(o.recorded_at for o in outcomes if o.recorded_at is not None)
-        return end - start, [o.wall for o in outcomes]
+        end = _check(lut, outcomes)
+        return end - start, [o.wall for o in outcomes], _cpu() - cpu0
+
+
+def devices_per_hour(n: int, board_seconds: float, handling: float) -> float:
+    """Boards an hour with one person handling each board for ``handling`` s and ``n`` slots."""
+    return min(3600.0 / handling, n * 3600.0 / (handling + board_seconds))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="makespan of N mixed simulated boards at once")
-    parser.add_argument("--counts", default="1,4,8,16,32", help="board counts to run, comma-separated")
+    parser = argparse.ArgumentParser(description="makespan of N simulated boards at once against one")
+    parser.add_argument("--family", choices=("esp", "serial", "dfu", "mixed"), default="mixed")
+    parser.add_argument("--counts", default="1,4,16,64", help="board counts to run, comma-separated")
     parser.add_argument("--poll-interval", type=float, default=LINE_POLL_INTERVAL, help="the line's scan interval")
     parser.add_argument("--handling", type=float, default=HANDLING_SECONDS, help="seconds to plug and unplug a board")
+    parser.add_argument("--sim-processes", type=int, default=4, help="simulator host processes (esp, serial)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    counts = [int(c) for c in args.counts.split(",")]
-    print(f"machine: {machine()}")
-    print(
-        f"mix: Argon DFU (128 KiB app), Argon serial YModem (128 KiB app), ESP32 ({ESP_APP_BYTES // 1024} KiB app, "
-        f"921600 baud) in turn; handling {args.handling:g} s per board"
-    )
-    singles = []
-    for spec in MIX:
-        took, _ = run([spec], args.poll_interval)
-        singles.append(took)
-        print(f"  alone: {spec.kind:<14} {took:7.3f} s")
-    baseline = max(singles)
-    print(
-        f"{'boards':>6} {'makespan':>9} {'x one':>6} {'mean/board':>10} {'devices/h':>9}"
-        f"  (target at 16: <= {TARGET_AT_16})"
-    )
-    verdict = ""
+    counts = sorted({int(c) for c in args.counts.split(",")} | {1})
+
+    def once(n: int) -> tuple[float, list[float], float]:
+        if args.family in OUT_OF_PROCESS:
+            return run_external(args.family, n, args.sim_processes, args.poll_interval)
+        if args.family == "dfu":
+            return run_in_process([MIX[0]] * n, args.poll_interval)
+        return run_in_process([MIX[i % len(MIX)] for i in range(n)], args.poll_interval)
+
+    results = {n: once(n) for n in counts}
+    baseline = results[1][0]
+    report = {
+        "family": args.family,
+        "simulators": "out-of-process" if args.family in OUT_OF_PROCESS else "in-process",
+        "machine": machine(),
+        "handling_seconds": args.handling,
+        "makespan": {str(n): round(r[0], 3) for n, r in results.items()},
+        "ratios": {str(n): round(r[0] / baseline, 3) for n, r in results.items()},
+        "mean_board_seconds": {str(n): round(statistics.fmean(r[1]), 3) for n, r in results.items()},
+        "station_cpu_seconds": {str(n): round(r[2], 2) for n, r in results.items()},
+        "devices_per_hour": {
+            str(n): round(devices_per_hour(n, statistics.fmean(r[1]), args.handling)) for n, r in results.items()
+        },
+        "target_at_64": TARGETS.get(args.family),
+        "pid": os.getpid(),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"machine: {report['machine']}; family {args.family}, simulators {report['simulators']}")
+    print(f"{'boards':>6} {'makespan':>9} {'x one':>6} {'mean/board':>10} {'station cpu':>11} {'devices/h':>9}")
     for n in counts:
-        specs = [MIX[i % len(MIX)] for i in range(n)]
-        if n == 1:
-            makespan, walls = baseline, [baseline]
-        else:
-            makespan, walls = run(specs, args.poll_interval)
-        ratio = makespan / baseline
-        per_hour = n * 3600 / (makespan + args.handling)
-        print(f"{n:>6} {makespan:8.2f}s {ratio:6.2f} {sum(walls) / len(walls):9.2f}s {per_hour:9.0f}")
-        if n == 16:
-            verdict = (
-                f"16 boards: {ratio:.2f}x one ({'meets' if ratio <= TARGET_AT_16 else 'misses'} target {TARGET_AT_16})"
-            )
-    print("devices/h = boards x 3600 / (makespan + handling): every slot's board swapped once per round")
-    print(f"one person handling boards one at a time caps a line at {3600 / args.handling:.0f} devices/h")
-    if verdict:
-        print(verdict)
-    print(f"cpu time of this process: {sum(os.times()[:2]):.1f} s")
+        makespan, walls, cpu = results[n]
+        print(
+            f"{n:>6} {makespan:8.2f}s {makespan / baseline:6.2f} {statistics.fmean(walls):9.2f}s"
+            f" {cpu:10.1f}s {report['devices_per_hour'][str(n)]:9}"
+        )
+    print(f"devices/h = min(3600 / handling, slots x 3600 / (handling + board time)); handling {args.handling:g} s")
+    target = TARGETS.get(args.family)
+    if target is not None and 64 in results:
+        ratio = results[64][0] / baseline
+        print(f"64 boards: {ratio:.2f}x one ({'meets' if ratio <= target else 'misses'} target {target})")
     return 0
 
 

@@ -212,7 +212,9 @@ class ParticleModule:
     crc32_stored: int
     crc32_computed: int
     sha256_computed: bytes
-    sha256_payload: bytes  # SHA-256 of the payload alone, as create_module.py stores it
+    # SHA-256 of the payload alone, as create_module.py stores it; computed only when the whole-file
+    # hash does not match (b"" otherwise: it is then never asked for).
+    sha256_payload: bytes
     inner: tuple[ParticleModule, ...] = ()
     # Why the inner module(s) of a compressed or combined file could not be read, if so.
     inner_error: str | None = None

@@ -503,10 +503,24 @@ class YModemReceiver:
 
     def feed(self, data: bytes) -> bytes:
         out = bytearray()
-        for byte in data:
-            if self._state is _RxState.DONE:
-                break
-            out += self._on_byte(byte)
+        i, n = 0, len(data)
+        while i < n and self._state is not _RxState.DONE:
+            if self._state is _RxState.PACKET:
+                # A packet's body is copied as one slice, not byte by byte: 1 KiB packets are the
+                # whole of a transfer, and a per-byte loop here was most of the receiver's CPU.
+                size = SHORT_BLOCK if self._buffer[0] == SOH else LONG_BLOCK
+                whole = _PACKET_HEAD.size + size + _PACKET_CRC.size
+                take = data[i : i + whole - len(self._buffer)]
+                self._buffer += take
+                i += len(take)
+                if len(self._buffer) == whole:
+                    packet = bytes(self._buffer)
+                    self._buffer.clear()
+                    self._state = _RxState.IDLE
+                    out += self._on_packet(packet, size)
+                continue
+            out += self._on_byte(data[i])
+            i += 1
         return bytes(out)
 
     def on_timeout(self) -> bytes:

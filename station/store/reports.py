@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from station.store import summary
 from station.store.models import (
     AttemptRecord,
     AttemptResult,
@@ -204,11 +205,35 @@ def iter_export_rows(conn: sqlite3.Connection, *, passed_only: bool, chunk: int)
         yield from rows
 
 
-def stats(conn: sqlite3.Connection, *, since: float | None) -> Stats:
-    window, params = _filters(None, since)
+def _line_totals(conn: sqlite3.Connection) -> tuple[list[LineCount], float | None, float | None]:
+    """All-time counts per station and product version, from the running totals (``summary``)."""
+    lines: list[LineCount] = []
+    first: float | None = None
+    last: float | None = None
+    for station, pid, pver, total, passed, failed, interrupted, started, event in conn.execute(
+        "SELECT station_id, product_id, product_version, attempts, passed, failed, interrupted,"
+        " first_started, last_event FROM summary_lines WHERE attempts > 0"
+        " ORDER BY station_id, product_id, product_version"
+    ):
+        lines.append(
+            LineCount(
+                station_id=str(station),
+                product_id=None if pid == summary.NO_PRODUCT else int(pid),
+                product_version=None if pver == summary.NO_PRODUCT else int(pver),
+                attempts=int(total),
+                passed=int(passed),
+                failed=int(failed),
+                interrupted=int(interrupted),
+            )
+        )
+        first = float(started) if first is None else min(first, float(started))
+        last = float(event) if last is None else max(last, float(event))
+    return lines, first, last
+
+
+def _window_lines(conn: sqlite3.Connection, since: float) -> tuple[list[LineCount], float | None, float | None]:
     # Over a window, read only its rows: left alone, SQLite would rather walk a grouping index
     # through every attempt ever recorded than sort the few thousand of a shift.
-    source = "attempts" if since is None else "attempts INDEXED BY attempts_started"
     lines = [
         LineCount(
             station_id=str(station),
@@ -221,30 +246,29 @@ def stats(conn: sqlite3.Connection, *, since: float | None) -> Stats:
         )
         for station, pid, pver, total, passed, failed, interrupted in conn.execute(
             "SELECT station_id, product_id, product_version, count(*), sum(result = 'pass'),"
-            f" sum(result = 'fail'), sum(result = 'interrupted') FROM {source}{window}"
-            " GROUP BY station_id, product_id, product_version"
+            " sum(result = 'fail'), sum(result = 'interrupted') FROM attempts INDEXED BY attempts_started"
+            " WHERE started_at >= ? GROUP BY station_id, product_id, product_version"
             " ORDER BY station_id, product_id, product_version",
-            params,
+            (since,),
         )
     ]
-    attempts = sum(line.attempts for line in lines)
-    passed = sum(line.passed for line in lines)
-    failed = sum(line.failed for line in lines)
-    interrupted = sum(line.interrupted for line in lines)
-
-    first_started, last_event = conn.execute(
-        f"SELECT min(started_at), max(coalesce(ended_at, started_at)) FROM attempts{window}", params
+    first, last = conn.execute(
+        "SELECT min(started_at), max(coalesce(ended_at, started_at)) FROM attempts WHERE started_at >= ?", (since,)
     ).fetchone()
+    return lines, _opt_float(first), _opt_float(last)
 
+
+def stats(conn: sqlite3.Connection, *, since: float | None) -> Stats:
     if since is None:
-        seen, devices_passed, failing = conn.execute(
-            "SELECT count(*), count(passed_at),"
-            " coalesce(sum(passed_at IS NULL AND last_result = 'fail'), 0) FROM devices"
+        lines, first_started, last_event = _line_totals(conn)
+        seen, devices_passed, failing, tested, first_pass = conn.execute(
+            "SELECT seen, passed, failing, tested, first_pass FROM summary_devices WHERE id = 1"
         ).fetchone()
-        tested, first_pass = conn.execute(
-            "SELECT count(*), coalesce(sum(first_result = 'pass'), 0) FROM devices WHERE first_result_at IS NOT NULL"
-        ).fetchone()
+        reason_rows = conn.execute(
+            "SELECT code, failures FROM summary_reasons WHERE failures > 0 ORDER BY failures DESC, code"
+        ).fetchall()
     else:
+        lines, first_started, last_event = _window_lines(conn, since)
         seen, devices_passed, failing = conn.execute(
             "SELECT count(*), coalesce(sum(p > 0), 0), coalesce(sum(p = 0 AND f > 0), 0) FROM ("
             " SELECT sum(result = 'pass') AS p, sum(result = 'fail') AS f FROM attempts INDEXED BY attempts_started"
@@ -255,17 +279,17 @@ def stats(conn: sqlite3.Connection, *, since: float | None) -> Stats:
             "SELECT count(*), coalesce(sum(first_result = 'pass'), 0) FROM devices WHERE first_result_at >= ?",
             (since,),
         ).fetchone()
-
-    reasons = tuple(
-        ReasonCount(str(code), int(count))
-        for code, count in conn.execute(
+        reason_rows = conn.execute(
             "SELECT coalesce(error_code, 'unknown') AS code, count(*) AS n FROM attempts"
-            f" WHERE result = 'fail'{' AND started_at >= ?' if since is not None else ''}"
-            " GROUP BY code ORDER BY n DESC, code",
-            params,
-        )
-    )
-    span = None if first_started is None else float(last_event) - float(first_started)
+            " WHERE result = 'fail' AND started_at >= ? GROUP BY code ORDER BY n DESC, code",
+            (since,),
+        ).fetchall()
+    attempts = sum(line.attempts for line in lines)
+    passed = sum(line.passed for line in lines)
+    failed = sum(line.failed for line in lines)
+    interrupted = sum(line.interrupted for line in lines)
+    reasons = tuple(ReasonCount(str(code), int(count)) for code, count in reason_rows)
+    span = None if first_started is None or last_event is None else last_event - first_started
     per_hour = None if not span or span <= 0 else int(devices_passed) * 3600.0 / span
     return Stats(
         since=since,
@@ -279,8 +303,8 @@ def stats(conn: sqlite3.Connection, *, since: float | None) -> Stats:
         devices_failing=int(failing),
         first_pass_yield=(int(first_pass) / int(tested)) if tested else None,
         devices_per_hour=per_hour,
-        first_started_at=_opt_float(first_started),
-        last_event_at=_opt_float(last_event),
+        first_started_at=first_started,
+        last_event_at=last_event,
         failures_by_reason=reasons,
         by_line=tuple(lines),
     )
@@ -324,4 +348,45 @@ def consistency_problems(conn: sqlite3.Connection) -> tuple[str, ...]:
     )
     for text, sql in checks:
         problems.extend(text.format(row[0]) for row in conn.execute(sql))
+    problems.extend(_summary_problems(conn))
     return tuple(problems)
+
+
+def _summary_problems(conn: sqlite3.Connection) -> list[str]:
+    """The running totals against a full scan of what they count (the scan stats used to do)."""
+    scanned_lines = {
+        (str(s), int(p), int(v)): (int(n), int(ok), int(bad), int(intr))
+        for s, p, v, n, ok, bad, intr in conn.execute(
+            "SELECT ifnull(station_id, ''), ifnull(product_id, -1), ifnull(product_version, -1), count(*),"
+            " sum(result = 'pass'), sum(result = 'fail'), sum(result = 'interrupted') FROM attempts GROUP BY 1, 2, 3"
+        )
+    }
+    kept_lines = {
+        (str(s), int(p), int(v)): (int(n), int(ok), int(bad), int(intr))
+        for s, p, v, n, ok, bad, intr in conn.execute(
+            "SELECT station_id, product_id, product_version, attempts, passed, failed, interrupted"
+            " FROM summary_lines WHERE attempts != 0 OR passed != 0 OR failed != 0 OR interrupted != 0"
+        )
+    }
+    problems = [
+        f"running totals of station {key[0]!r} product {key[1]} v{key[2]} disagree with its attempts"
+        for key in sorted(set(scanned_lines) | set(kept_lines))
+        if scanned_lines.get(key) != kept_lines.get(key)
+    ]
+    scanned_reasons = dict(
+        conn.execute("SELECT coalesce(error_code, 'unknown'), count(*) FROM attempts WHERE result = 'fail' GROUP BY 1")
+    )
+    kept_reasons = dict(conn.execute("SELECT code, failures FROM summary_reasons WHERE failures != 0"))
+    if scanned_reasons != kept_reasons:
+        problems.append("running totals of failure reasons disagree with the attempts")
+    scanned_devices = conn.execute(
+        "SELECT count(*), count(passed_at), coalesce(sum(passed_at IS NULL AND last_result = 'fail'), 0),"
+        " count(first_result_at), coalesce(sum(first_result_at IS NOT NULL AND first_result = 'pass'), 0)"
+        " FROM devices"
+    ).fetchone()
+    kept_devices = conn.execute(
+        "SELECT seen, passed, failing, tested, first_pass FROM summary_devices WHERE id = 1"
+    ).fetchone()
+    if tuple(scanned_devices) != (None if kept_devices is None else tuple(kept_devices)):
+        problems.append("running totals of devices disagree with the devices table")
+    return problems

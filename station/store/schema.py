@@ -3,7 +3,8 @@
 Each migration runs in one transaction together with the version bump, so a crash mid-migration
 leaves the previous version intact. Version 1 holds devices and attempts, version 2 adds the sync
 outbox, version 3 adds the per-device summary columns and the indexes that keep reports over a
-million devices in seconds.
+million devices in seconds. Version 4 adds the running totals (``station.store.summary``) that make
+all-time stats independent of the registry's size.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from station.store import summary
 from station.store.errors import RegistryCorrupt
 
 RESULTS_SQL = "('running', 'pass', 'fail', 'interrupted')"
@@ -131,6 +133,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX attempts_line ON attempts(station_id, product_id, product_version, result)",
             "CREATE INDEX devices_first_result ON devices(first_result_at, first_result)",
         ),
+    ),
+    Migration(
+        4,
+        "running totals for station stats, kept by triggers in each write's own transaction",
+        summary.STATEMENTS,
     ),
 )
 

@@ -191,3 +191,35 @@ def test_the_bulk_time_formatter_agrees_with_datetime(timestamps: list[float]) -
     formatter = UtcFormatter()  # one instance across many times, as an export uses it
     assert [formatter(t) for t in timestamps] == [iso_utc(t) for t in timestamps]
     assert formatter(None) is None
+
+
+def test_all_time_stats_come_from_running_totals_that_match_a_full_scan(tmp_path: Path) -> None:
+    """Every write path keeps the totals: line attempts, a crash's interruptions, a bulk SQL import."""
+    import sqlite3
+
+    path = tmp_path / "station.db"
+    with Registry(path) as registry:
+        context = RunContext(station_id="line-1", operator="ana", product_id=1234, product_version=3)
+        for n in range(6):
+            attempt = registry.start_attempt(Slot(f"1-1.{n}", f"A{n}"), context)
+            registry.identify(attempt, f"{n:024x}", "argon")
+            if n % 3 == 0:
+                registry.finish_attempt(attempt, "fail", "timeout", "took too long")
+            elif n % 3 == 1:
+                registry.finish_attempt(attempt, "pass")
+        stats = registry.stats()
+        assert (stats.attempts, stats.attempts_passed, stats.attempts_failed, stats.attempts_running) == (6, 2, 2, 2)
+        assert [(r.code, r.count) for r in stats.failures_by_reason] == [("timeout", 2)]
+        assert (stats.devices_seen, stats.devices_passed, stats.devices_failing) == (6, 2, 2)
+        assert registry.check_consistency() == ()
+    # Rows written behind the registry's back (a bulk import, a repair by hand) are counted too.
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE attempts SET result = 'interrupted', error_code = 'interrupted' WHERE result = 'running'")
+    conn.execute("UPDATE attempts SET error_code = 'protocol' WHERE id = 1")
+    conn.close()
+    with Registry(path) as registry:
+        stats = registry.stats()
+        assert (stats.attempts_interrupted, stats.attempts_running) == (2, 0)
+        assert sorted((r.code, r.count) for r in stats.failures_by_reason) == [("protocol", 1), ("timeout", 1)]
+        assert registry.check_consistency() == ()
+        assert stats.first_pass_yield == 2 / 4

@@ -52,10 +52,13 @@ def test_migrates_from_each_older_version(tmp_path: Path, version: int) -> None:
     if version == 0:
         path.write_bytes(b"")  # an empty file is where every registry starts
     else:
-        conn = _at_version(path, version)
+        # Each fill is written in the columns of its own version, then carried up to ``version``.
+        conn = _at_version(path, 1)
         _fill_v1(conn)
         if version >= 2:
+            schema.migrate(conn, str(path), target=2)
             _fill_v2(conn)
+        schema.migrate(conn, str(path), target=version)
         conn.close()
 
     with Registry(path) as registry:
