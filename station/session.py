@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING
 from station.discovery.base import Source
 from station.line.events import Event, EventSink, Recorded, SyncProgress
 from station.line.runner import DEFAULT_POLL_INTERVAL, LineRunner
+from station.line.scan import ScanDesk
 from station.line_setup import PreparedLine
+from station.profile import ScanPolicy
 from station.store import OutboxState, Registry
+from station.store.audit import AuditAction
+from station.store.trace import Actor
 
 if TYPE_CHECKING:
     from station.cloud.sync import SyncEvent, SyncThread
@@ -31,12 +35,16 @@ class LineSession:
         *,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         clock: Callable[[], float] = time.time,
+        actor: Actor | None = None,
     ) -> None:
         self.line = line
         self.registry = registry
         self.sink = sink
         self.clock = clock
         self.sync: SyncThread | None = None
+        # Who runs the line: recorded with each scan and retry in the audit log.
+        self.actor = actor or Actor(line.plan.operator or "unknown", "unmanaged", line.plan.station_id)
+        scanning = line.profile.scan is ScanPolicy.REQUIRED
         self.runner = LineRunner(
             sources,
             line.plan,
@@ -45,7 +53,20 @@ class LineSession:
             label=line.profile.label,
             sync_backlog=self._backlog,
             poll_interval=poll_interval,
+            scan_desk=ScanDesk() if scanning else None,
+            link_serial=self._link_serial if scanning else None,
         )
+
+    def _link_serial(self, attempt_id: int, serial: str, device_id: str) -> None:
+        self.registry.trace.link_serial(serial, device_id, attempt_id=attempt_id, actor=self.actor)
+
+    def retry(self, slot: str) -> bool:
+        """The technician's retry, audited when it happens."""
+        if not self.runner.retry(slot):
+            return False
+        a = self.actor
+        self.registry.audit.append(AuditAction.RETRY, station_id=a.station_id, actor=a.name, role=a.role, subject=slot)
+        return True
 
     def start_sync(self, token: AccessToken) -> None:
         """Drain the outbox into the product from a background thread while the line runs."""
