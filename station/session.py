@@ -53,8 +53,7 @@ class LineSession:
             label=line.profile.label,
             sync_backlog=self._backlog,
             poll_interval=poll_interval,
-            scan_desk=ScanDesk() if scanning else None,
-            link_serial=self._link_serial if scanning else None,
+            scan_desk=ScanDesk(self._link_serial) if scanning else None,
         )
 
     def _link_serial(self, attempt_id: int, serial: str, device_id: str) -> None:

@@ -17,6 +17,9 @@ from station.line.events import EventSink, ScanRefused
 from station.line.runner import LineRunner
 from station.line.scan import ScanRejected, serial_from_code
 
+# A scan that arrives before its board waits for it (scanned, then plugged in) is held this long.
+SCAN_EARLY_SECONDS = 10.0
+
 
 def parse_scan_line(line: str) -> tuple[str, str | None]:
     """(code, slot or None) from one input line; ScanRejected for a malformed JSON line."""
@@ -46,14 +49,14 @@ def feed_scans(stream: TextIO, runner: LineRunner, sink: EventSink, stop: thread
         try:
             code, slot = parse_scan_line(line)
             serial_from_code(code)  # a code that is no serial number is refused at once
-            # A board may still be identifying when its scan arrives (scanned while plugging in).
-            deadline = time.monotonic() + 5.0
+            # The board may still be plugging in or identifying when its scan arrives.
+            deadline = time.monotonic() + SCAN_EARLY_SECONDS
             while True:
                 try:
                     runner.submit_scan(code, slot)
                     break
                 except ScanRejected:
-                    if stop.is_set() or time.monotonic() > deadline or not runner.running():
+                    if stop.is_set() or time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
         except ScanRejected as exc:

@@ -108,10 +108,9 @@ class JobContext:
         self.finished = False
         self.device: Device | None = None  # set once open, so the runner can close a hung device
         self.attempt_id: int | None = None
-        # Serial-number scan (profile scan = "required"): where the scan comes from, and how the
-        # link is committed (attempt id, serial, device id) before anything is written.
+        # Serial-number scan (profile scan = "required"): where the scan comes from; the desk
+        # commits its link to the device before the job goes on to write anything.
         self.scan_desk: ScanDesk | None = None
-        self.link_serial: Callable[[int, str, str], None] | None = None
         self.waiting_scan = False  # the runner does not time out a board waiting for a person
         self.scan_waited = 0.0  # seconds spent waiting, not counted against the job's timeout
 
@@ -161,7 +160,7 @@ def run_job(
         why = plan.target.mismatch(description.family, identity)
         if why is not None:
             raise WrongTarget(why, device=identity.device_id, hint="nothing was written; use a board of the right kind")
-        if ctx.scan_desk is not None and ctx.link_serial is not None:
+        if ctx.scan_desk is not None:
             _scan(ctx, recorder, attempt_id, identity.device_id)
         if plan.mode is LineMode.FLASH:
             dev = device
@@ -207,13 +206,13 @@ def run_job(
 def _scan(ctx: JobContext, recorder: AttemptRecorder, attempt_id: int, device_id: str) -> None:
     """Wait for the board's serial number and commit its link to the device before any write, so a
     crash from here on never loses which sticker went on which board."""
-    assert ctx.scan_desk is not None and ctx.link_serial is not None
+    assert ctx.scan_desk is not None
     recorder.record_phase(attempt_id, "scan")
     ctx.waiting_scan = True
     ctx.event(ScanWanted, device_id=device_id)
     began = ctx.monotonic()
     try:
-        serial = ctx.scan_desk.wait(ctx.slot, ctx.label, ctx.abandoned)
+        serial = ctx.scan_desk.wait(ctx.slot, ctx.label, attempt_id, device_id, ctx.abandoned)
     finally:
         ctx.scan_waited += ctx.monotonic() - began
         ctx.waiting_scan = False
@@ -224,7 +223,6 @@ def _scan(ctx: JobContext, recorder: AttemptRecorder, attempt_id: int, device_id
             reason=Reason.INTERRUPTED,
             hint="nothing was written; plug it in again and scan its label",
         )
-    ctx.link_serial(attempt_id, serial, device_id)
     ctx.event(Scanned, device_id=device_id, serial=serial)
 
 

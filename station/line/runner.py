@@ -73,10 +73,8 @@ class LineRunner:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         scan_desk: ScanDesk | None = None,
-        link_serial: Callable[[int, str, str], None] | None = None,
     ) -> None:
-        self.scan_desk = scan_desk  # set (with link_serial) when the profile requires a scan per board
-        self.link_serial = link_serial
+        self.scan_desk = scan_desk  # set when the profile requires a scan per board
         self.sources = list(sources)
         self.plan = plan
         self.recorder = recorder
@@ -168,7 +166,7 @@ class LineRunner:
         slot = candidate.slot
         label = self.label(slot)
         ctx = JobContext(slot=slot, label=label, emit=self.sink, clock=self.clock, monotonic=self.monotonic)
-        ctx.scan_desk, ctx.link_serial = self.scan_desk, self.link_serial
+        ctx.scan_desk = self.scan_desk
         entry = _Slot(candidate, label, ctx, self.monotonic())
         self._slots[slot] = entry
         if announce:

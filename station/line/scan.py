@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from station.errors import InputError
+from station.errors import InputError, StationError
 
 SCAN_PROMPT = "scan the unit's label"
 MAX_CODE_CHARS = 512
@@ -43,33 +43,49 @@ def serial_from_code(code: str) -> str:
 class _Waiting:
     slot: str
     label: str
+    attempt_id: int
+    device_id: str
     since: float
     serial: str | None = None
+    error: StationError | None = None
     done: threading.Event | None = None
 
 
-class ScanDesk:
-    """Where scans meet the boards waiting for them. Thread-safe: workers wait, a UI offers."""
+# Commits the link (attempt id, serial, device id) or raises (the serial is in use).
+Link = Callable[[int, str, str], None]
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+
+class ScanDesk:
+    """Where scans meet the boards waiting for them. Thread-safe: workers wait, a UI offers.
+
+    The link is committed by ``offer``, in the order the scans arrive, before the waiting board
+    is released: the first board scanned with a sticker keeps it, whatever its worker does next.
+    """
+
+    def __init__(self, link: Link, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, _Waiting] = {}
         self._closed = False
+        self._link = link
         self._monotonic = monotonic
 
-    def wait(self, slot: str, label: str, abandoned: threading.Event, poll: float = 0.1) -> str | None:
-        """Block until a serial number is offered for ``slot``; None when the desk closes or the job
-        is abandoned."""
+    def wait(
+        self, slot: str, label: str, attempt_id: int, device_id: str, abandoned: threading.Event, poll: float = 0.1
+    ) -> str | None:
+        """Block until a serial number is linked to this board; None when the desk closes or the job
+        is abandoned; the link's error (a serial number in use) is raised here."""
         done = threading.Event()
         with self._lock:
             if self._closed:
                 return None
-            entry = _Waiting(slot, label, self._monotonic(), done=done)
+            entry = _Waiting(slot, label, attempt_id, device_id, self._monotonic(), done=done)
             self._waiting[slot] = entry
         try:
             while not done.wait(poll):
                 if abandoned.is_set():
                     return None
+            if entry.error is not None:
+                raise entry.error
             return entry.serial
         finally:
             with self._lock:
@@ -100,6 +116,10 @@ class ScanDesk:
                 if not self._waiting:
                     raise ScanRejected("no board is waiting for a scan", hint="plug the board in first")
                 target = max(self._waiting.values(), key=lambda w: w.since)
+            try:
+                self._link(target.attempt_id, serial, target.device_id)
+            except StationError as exc:  # the board fails with it; the scan itself was delivered
+                target.error = exc
             target.serial = serial
             del self._waiting[target.slot]
             assert target.done is not None
