@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from station.discovery.base import Source
-from station.line.events import Event, EventSink, Recorded, SyncProgress
+from station.line.events import Event, EventSink, LabelPrinted, Recorded, SyncProgress
 from station.line.runner import DEFAULT_POLL_INTERVAL, LineRunner
 from station.line.scan import ScanDesk
 from station.line_setup import PreparedLine
@@ -23,6 +24,7 @@ from station.store.trace import Actor
 if TYPE_CHECKING:
     from station.cloud.sync import SyncEvent, SyncThread
     from station.cloud.token import AccessToken
+    from station.labels.service import LabelService
 
 
 class LineSession:
@@ -45,6 +47,17 @@ class LineSession:
         # Who runs the line: recorded with each scan and retry in the audit log.
         self.actor = actor or Actor(line.plan.operator or "unknown", "unmanaged", line.plan.station_id)
         scanning = line.profile.scan is ScanPolicy.REQUIRED
+        self.labels: LabelService | None = None
+        self._label_queue: queue.SimpleQueue[Recorded | None] = queue.SimpleQueue()
+        self._label_thread: threading.Thread | None = None
+        if line.profile.label_printer is not None:
+            from station.labels.printer import LabelConfig
+            from station.labels.service import LabelService
+
+            config = LabelConfig.from_mapping(
+                line.profile.label_printer, where=f"{line.profile.path} [label]", base_dir=line.profile.path.parent
+            )
+            self.labels = LabelService(registry, config)
         self.runner = LineRunner(
             sources,
             line.plan,
@@ -79,6 +92,37 @@ class LineSession:
         self.sink(event)
         if self.sync is not None and isinstance(event, Recorded) and event.result == "pass":
             self.sync.wake()
+        if self.labels is not None and isinstance(event, Recorded) and event.result == "pass":
+            self._label_queue.put(event)
+
+    def _print_labels(self) -> None:
+        """One label per passed board, off the workers' threads: a slow or absent printer delays no board."""
+        assert self.labels is not None
+        m = self.line.bundle.manifest
+        while True:
+            recorded = self._label_queue.get()
+            if recorded is None or recorded.device_id is None:
+                if recorded is None:
+                    return
+                continue
+            label = self.labels.unit_label(
+                recorded.device_id,
+                product=f"{m.product.name} ({m.product.id})",
+                firmware=str(m.product_version),
+                station=self.line.plan.station_id,
+            )
+            outcome = self.labels.print_new(label, attempt_id=recorded.attempt_id)
+            self.sink(
+                LabelPrinted(
+                    time=self.clock(),
+                    slot=recorded.slot,
+                    label=recorded.label,
+                    device_id=outcome.device_id,
+                    ok=outcome.ok,
+                    label_id=outcome.label_id,
+                    message=outcome.message,
+                )
+            )
 
     def _on_sync(self, event: SyncEvent) -> None:
         self.sink(
@@ -100,9 +144,15 @@ class LineSession:
         return self.registry.outbox.counts(self.line.plan.sync_product)[OutboxState.PENDING]
 
     def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set; running jobs finish first, then the sync thread stops."""
+        """Run until ``stop`` is set; running jobs finish first, then labels print and the sync thread stops."""
+        if self.labels is not None:
+            self._label_thread = threading.Thread(target=self._print_labels, name="labels", daemon=True)
+            self._label_thread.start()
         try:
             self.runner.run(stop)
         finally:
+            if self._label_thread is not None:
+                self._label_queue.put(None)
+                self._label_thread.join(timeout=60.0)
             if self.sync is not None:
                 self.sync.stop(timeout=10.0)
