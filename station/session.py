@@ -125,6 +125,17 @@ class LineSession:
             )
 
     def _on_sync(self, event: SyncEvent) -> None:
+        if event.kind.value == "sync-batch" and event.devices:
+            # What the run's background sync put into the console, in the audit log, as `station sync` does.
+            a = self.actor
+            self.registry.audit.append(
+                AuditAction.SYNC,
+                station_id=a.station_id,
+                actor=a.name,
+                role=a.role,
+                subject=f"product {event.product}",
+                after={"devices": event.devices, "outcomes": dict(event.outcomes)},
+            )
         self.sink(
             SyncProgress(
                 time=self.clock(),

@@ -104,7 +104,7 @@ def test_scan_required_line_links_waits_and_refuses_a_reused_serial(tmp_path: Pa
             "4",
         ],
         input="\n".join(lines) + "\n",
-        env={"PARTICLE_ACCESS_TOKEN": ""},
+        env={"PARTICLE_ACCESS_TOKEN": TOKEN},  # the run's background sync imports and names them
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -132,6 +132,8 @@ def test_scan_required_line_links_waits_and_refuses_a_reused_serial(tmp_path: Pa
         assert registry.trace.serial_of(str(outcome["A2"]["device_id"])) == "P046AAA0002"
         scans = registry.audit.entries(action="scan")
         assert {e.subject for e in scans} == {first_device, outcome["A2"]["device_id"]}
+        synced_in_run = registry.audit.entries(action="sync")
+        assert sum(json.loads(e.after or "{}")["devices"] for e in synced_in_run) == 2
     for path in (p for p in tmp_path.glob("station.db*") if p.is_file()):
         assert SECRET.encode() not in path.read_bytes()
 
@@ -139,7 +141,7 @@ def test_scan_required_line_links_waits_and_refuses_a_reused_serial(tmp_path: Pa
     assert history.exit_code == 0 and f"serial P046AAA0001: device {first_device}" in history.output
     assert history.output.count("PASS") == 1
 
-    # The sync imports device IDs and names each device by its serial number.
+    # The sync imports device IDs and names each device by its serial number (nothing left to send now).
     synced = CliRunner().invoke(
         main,
         ["sync", "--db", str(db), "--profile", str(tmp_path / "line.toml")],
