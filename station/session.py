@@ -50,14 +50,10 @@ class LineSession:
         self.labels: LabelService | None = None
         self._label_queue: queue.SimpleQueue[Recorded | None] = queue.SimpleQueue()
         self._label_thread: threading.Thread | None = None
-        if line.profile.label_printer is not None:
-            from station.labels.printer import LabelConfig
+        if line.labels is not None:
             from station.labels.service import LabelService
 
-            config = LabelConfig.from_mapping(
-                line.profile.label_printer, where=f"{line.profile.path} [label]", base_dir=line.profile.path.parent
-            )
-            self.labels = LabelService(registry, config)
+            self.labels = LabelService(registry, line.labels)
         self.runner = LineRunner(
             sources,
             line.plan,

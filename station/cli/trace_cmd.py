@@ -192,6 +192,8 @@ def verify(ctx: click.Context, db: str | None, key_path: Path | None, as_json: b
     elif report.problem is None:
         note = f"; {report.unsigned} entries after the last signed head" if report.unsigned else ""
         click.echo(f"audit log intact: {report.entries} entries, {report.heads} signed heads{note}")
+        if public is None and report.heads:
+            click.echo("note: no station key found: heads were checked against the keys they record only", err=True)
     else:
         click.echo(f"audit log NOT intact: {report.problem.message}", err=True)
     if not report.ok:

@@ -109,6 +109,7 @@ class Dashboard(App[None]):
     BINDINGS = [
         Binding("r", "retry", "Retry slot"),
         Binding("q", "quit_line", "Quit (running jobs finish first)"),
+        Binding("escape", "leave_scan", "Leave the scan field", show=False),
     ]
 
     def __init__(
@@ -204,6 +205,14 @@ class Dashboard(App[None]):
         for field in self.query("#scan"):
             if self.focused is not field:
                 field.focus()
+
+    def action_leave_scan(self) -> None:
+        """Escape: back to the tiles, where r and q work (the scan field takes every key it gets)."""
+        tiles = list(self.query(SlotTile))
+        if tiles:
+            tiles[0].focus()
+        else:
+            self.set_focus(None)
 
     def on_descendant_focus(self, event: textual_events.DescendantFocus) -> None:
         if isinstance(event.widget, SlotTile):

@@ -113,7 +113,7 @@ def _run(p: Path, db: Path, boards: int = 8) -> list[dict[str, object]]:
     result = CliRunner().invoke(
         main,
         ["run", "--profile", str(p), "--db", str(db), "--operator", "ana", "--json", "--no-timing",
-         "--simulate", f"argon-dfu:{boards}", "--duration", "2.5"],
+         "--simulate", f"argon-dfu:{boards}", "--duration", "1.5"],
         catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -185,3 +185,13 @@ def test_printer_offline_fails_the_label_not_the_board_and_reprint_prints_later(
         reprints = registry.audit.entries(action="label-reprint")
         assert len(reprints) == 7
     assert json.dumps(seen)  # events are plain JSON
+
+
+def test_a_bad_label_section_stops_the_run_before_any_board(tmp_path: Path) -> None:
+    p = profile(tmp_path, release(tmp_path, 7), extra='[label]\nprinter = "lpt1"\n')
+    result = CliRunner().invoke(
+        main, ["run", "--profile", str(p), "--db", str(tmp_path / "s.db"), "--json", "--simulate", "argon-dfu:1"]
+    )
+    assert result.exit_code == 2
+    assert "[label]: printer 'lpt1' is neither tcp://HOST[:PORT] nor cups://QUEUE" in result.output
+    assert not events(result.output)

@@ -61,7 +61,7 @@ def run_line(
         "--simulate",
         simulate,
         "--duration",
-        "1.5",
+        "1",
         *extra,
     )
     return station(*args, env=env)

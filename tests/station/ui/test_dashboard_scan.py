@@ -56,5 +56,7 @@ def test_the_tile_asks_for_a_scan_and_the_scanner_types_into_it() -> None:
             else:
                 raise AssertionError("the tile never showed the serial number")
             assert "scan the unit's label" not in str(tiles["1-1.1"].query_one(".verdict").render())
+            await pilot.press("escape")  # out of the scan field: the keys are the dashboard's again
+            assert isinstance(app.focused, SlotTile)
 
     asyncio.run(scenario())
