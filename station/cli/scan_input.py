@@ -9,6 +9,7 @@ hold the mobile secret).
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from typing import TextIO
@@ -61,3 +62,6 @@ def feed_scans(stream: TextIO, runner: LineRunner, sink: EventSink, stop: thread
                     time.sleep(0.05)
         except ScanRejected as exc:
             sink(ScanRefused(time=time.time(), slot=slot or "", label="", message=exc.one_line()))
+    if not stop.is_set():
+        # Boards that need a scan now wait until the line stops: say why, once.
+        print("station: standard input ended: no more scans will arrive", file=sys.stderr, flush=True)

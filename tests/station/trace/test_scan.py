@@ -193,3 +193,22 @@ def test_kill_9_mid_write_keeps_the_scan_to_device_link(tmp_path: Path) -> None:
         (attempt,) = registry.history()
         assert attempt.result is AttemptResult.INTERRUPTED and attempt.device_id == device
         assert registry.audit.verify(lambda head: None).ok
+
+
+def test_scan_line_formats() -> None:
+    from station.cli.scan_input import parse_scan_line
+
+    assert parse_scan_line('{"scan": "SN-1 SECRET", "slot": "A1"}\n') == ("SN-1 SECRET", "A1")
+    assert parse_scan_line('{"scan": "SN-1"}') == ("SN-1", None)
+    assert parse_scan_line("SN-1 SECRET\r\n") == ("SN-1 SECRET", None)
+    for bad, why in (
+        ("{not json", "not valid JSON"),
+        ('{"code": "SN-1"}', '"scan": "CODE"'),
+        ('{"scan": "SN-1", "slot": 3}', '"slot" must be a string'),
+    ):
+        try:
+            parse_scan_line(bad)
+        except ScanRejected as exc:
+            assert why in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
