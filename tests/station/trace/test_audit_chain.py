@@ -131,3 +131,23 @@ def test_a_rewritten_chain_with_fresh_hashes_fails_the_signature(tmp_path: Path)
     with Registry(db) as registry:
         sign_head(registry, "line-1", other)
     assert _verify(db)[1] == ProblemKind.BAD_SIGNATURE.value
+
+
+def test_a_run_signs_the_head_with_the_key_the_profile_names(tmp_path: Path) -> None:
+    from tests.station.trace.conftest import profile, release, run_line
+
+    db = tmp_path / "station.db"
+    p = profile(tmp_path, release(tmp_path, 3), extra='station_key = "keys/bench.key"\n')
+    assert run_line(p, db, "ana", None).exit_code == 0
+    key = tmp_path / "keys" / "bench.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and not default_key_path(db).exists()
+    with Registry(db, create=False) as registry:
+        (head,) = registry.audit.heads()
+        assert head.seq == registry.audit.head()[0] and [e.action for e in registry.audit.entries()] == [
+            "start",
+            "stop",
+        ]
+    assert station("audit", "verify", "--db", str(db), "--key", str(key)).exit_code == 0
+    key.chmod(0o644)
+    loose = station("audit", "verify", "--db", str(db), "--key", str(key))
+    assert loose.exit_code == 2 and "readable by group or others" in loose.output
