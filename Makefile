@@ -21,6 +21,14 @@ system-deps:
 			echo "note: lrzsz (sb/rb) is missing and cannot be installed here; its tests will skip"; \
 		fi; \
 	fi
+	@# zbar-tools: zbarimg, the real QR reader the unit-label tests decode the PNG preview with.
+	@if ! command -v zbarimg >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zbar-tools >/dev/null; \
+		else \
+			echo "note: zbarimg (zbar-tools) is missing and cannot be installed here; the label QR tests will skip"; \
+		fi; \
+	fi
 
 # Real-peer packages for the tests (Particle's JavaScript API client); without them those tests skip.
 npm-peers:

@@ -21,6 +21,7 @@ class Reason(StrEnum):
     CLOUD = "cloud"
     INTERRUPTED = "interrupted"
     INTERNAL = "internal"
+    SERIAL_IN_USE = "serial-in-use"  # the scanned serial number (or the board) is linked to another already
 
 
 class StationError(Exception):

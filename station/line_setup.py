@@ -19,6 +19,7 @@ from station.profile import Profile, load_profile
 
 if TYPE_CHECKING:
     from station.cloud.config import CloudConfig
+    from station.labels.printer import LabelConfig
 
 # A bundle larger than this is refused before reading (the bundle reader bounds its members too).
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
@@ -31,6 +32,7 @@ class PreparedLine:
     bundle_sha256: str
     plan: JobPlan
     cloud: CloudConfig | None  # when the profile has a [cloud] section
+    labels: LabelConfig | None = None  # when the profile has a [label] section: print a label per PASS
 
 
 def _file_sha256(path: Path) -> str:
@@ -83,4 +85,10 @@ def prepare_line(
         sync_product=sync_product,
         sync_group=sync_group,
     )
-    return PreparedLine(profile, bundle, bundle_sha256, plan, cloud)
+    labels: LabelConfig | None = None
+    if profile.label_printer is not None:
+        from station.labels.printer import LabelConfig
+
+        where = f"{profile.path} [label]"
+        labels = LabelConfig.from_mapping(profile.label_printer, where=where, base_dir=profile.path.parent)
+    return PreparedLine(profile, bundle, bundle_sha256, plan, cloud, labels)

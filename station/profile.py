@@ -38,7 +38,17 @@ _KEYS = {
     "operator",
     "slots",
     "cloud",
+    # Traceability (issue 16): downgrade floor, serial-number scan, unit labels, the audit signing key.
+    "min_version",
+    "scan",
+    "label",
+    "station_key",
 }
+
+
+class ScanPolicy(StrEnum):
+    OFF = "off"
+    REQUIRED = "required"  # every board waits for its label's serial number before anything is written
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,10 @@ class Profile:
     operator: str | None = None
     slot_labels: Mapping[str, str] = field(default_factory=dict)
     cloud: Mapping[str, Any] | None = None
+    min_version: int | None = None  # refuse bundles below this product version
+    scan: ScanPolicy = ScanPolicy.OFF
+    label_printer: Mapping[str, Any] | None = None  # the [label] section, read by station.labels
+    station_key: Path | None = None  # the audit signing key; default: station.key next to the registry
 
     def label(self, port_path: str) -> str:
         return self.slot_labels.get(port_path, port_path)
@@ -129,6 +143,15 @@ def profile_from_mapping(raw: Mapping[str, Any], path: Path) -> Profile:
                 raise _fail(path, f"slot label for {port!r} must be a non-empty string")
             labels[str(port)] = label
     cloud = _optional(path, raw, "cloud", dict, "a table", None)
+    min_version = _optional(path, raw, "min_version", int, "a product version number", None)
+    if min_version is not None and not 0 <= min_version <= 0xFFFF:
+        raise _fail(path, f"min_version must be 0-65535, not {min_version}")
+    try:
+        scan = ScanPolicy(_optional(path, raw, "scan", str, '"off" or "required"', ScanPolicy.OFF.value))
+    except ValueError as exc:
+        raise _fail(path, f"scan: {exc}") from exc
+    label_section = _optional(path, raw, "label", dict, "a table", None)
+    station_key = _optional(path, raw, "station_key", str, "a path string", None)
     return Profile(
         path=path,
         station_id=station_id,
@@ -142,4 +165,8 @@ def profile_from_mapping(raw: Mapping[str, Any], path: Path) -> Profile:
         operator=operator,
         slot_labels=labels,
         cloud=cloud,
+        min_version=min_version,
+        scan=scan,
+        label_printer=label_section,
+        station_key=None if station_key is None else base / station_key,
     )

@@ -107,7 +107,8 @@ class ReleaseBundleFormat:
         m = result.manifest
         assert m is not None
         lines = [
-            f"release bundle for product {m.product.id}{_name_note(m)}, product version {m.product_version}",
+            f"release bundle for product {m.product.id}{_name_note(m)}, product version {m.product_version}"
+            + ("" if m.security_version is None else f", security version {m.security_version}"),
             f"target: {_target_text(m)}",
             f"created {m.created_at.strftime('%Y-%m-%d %H:%M:%SZ')}, signer key {m.signer_key_id} "
             f"(signature {'present' if _has_signature(data) else 'missing'}, not checked: use fwtool verify)",

@@ -143,6 +143,9 @@ class Manifest:
     signer_key_id: str
     notes: str = ""
     format_version: int = FORMAT_VERSION
+    # Like imgtool's security counter: a station that has accepted this number for the product never
+    # accepts a lower one, override or not. None: the release does not take part (written as absent).
+    security_version: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,6 +236,8 @@ def check_manifest(m: Manifest) -> Manifest:
     _check_int(m.product.id, "product.id", 1, MAX_PRODUCT_ID)
     _check_text(m.product.name, "product.name", MAX_PRODUCT_NAME_CHARS)
     _check_int(m.product_version, "product_version", 0, MAX_U16)
+    if m.security_version is not None:
+        _check_int(m.security_version, "security_version", 0, MAX_U16)
     t = m.target
     if t.family is Family.PARTICLE:
         if t.chip is not None:
@@ -299,16 +304,24 @@ def image_json(e: ImageEntry) -> dict[str, object]:
 
 def manifest_json(m: Manifest) -> dict[str, object]:
     """The manifest as JSON-ready values, keys in their one fixed order."""
-    return {
+    out: dict[str, object] = {
         "format_version": m.format_version,
         "product": {"id": m.product.id, "name": m.product.name},
         "product_version": m.product_version,
-        "target": _target_json(m.target),
-        "images": [image_json(e) for e in m.images],
-        "created_at": m.created_at.strftime(CREATED_AT_FORMAT),
-        "signer_key_id": m.signer_key_id,
-        "notes": m.notes,
     }
+    # Absent rather than null when unset, so bundles made before the field existed stay canonical.
+    if m.security_version is not None:
+        out["security_version"] = m.security_version
+    out.update(
+        {
+            "target": _target_json(m.target),
+            "images": [image_json(e) for e in m.images],
+            "created_at": m.created_at.strftime(CREATED_AT_FORMAT),
+            "signer_key_id": m.signer_key_id,
+            "notes": m.notes,
+        }
+    )
+    return out
 
 
 def encode_manifest(m: Manifest) -> bytes:
@@ -437,6 +450,7 @@ def decode_manifest(data: bytes) -> Manifest:
         if isinstance(exc, FormatError):
             raise
         raise _bad(f"manifest is not valid JSON: {str(exc)[:120]}") from None
+    optional = ("security_version",) if isinstance(doc, dict) and "security_version" in doc else ()
     d = _object(
         doc,
         "manifest",
@@ -444,6 +458,7 @@ def decode_manifest(data: bytes) -> Manifest:
             "format_version",
             "product",
             "product_version",
+            *optional,
             "target",
             "images",
             "created_at",
@@ -471,6 +486,7 @@ def decode_manifest(data: bytes) -> Manifest:
         created_at=_decode_created_at(d["created_at"]),
         signer_key_id=_check_text(d["signer_key_id"], "signer_key_id", 16),
         notes=_check_text(d["notes"], "notes", MAX_NOTES_CHARS, multiline=True),
+        security_version=_check_int(d["security_version"], "security_version", 0, MAX_U16) if optional else None,
     )
     check_manifest(manifest)
     if encode_manifest(manifest) != data:

@@ -197,6 +197,7 @@ def build_release(
     key: SigningKey,
     product_name: str,
     notes: str = "",
+    security_version: int | None = None,
     clock: Callable[[], datetime] = _now_utc,
 ) -> Release:
     """Stamp, check, order, describe and sign ``inputs`` into a bundle held in memory.
@@ -237,6 +238,7 @@ def build_release(
         created_at=created_at,
         signer_key_id=key.key_id,
         notes=notes,
+        security_version=security_version,
     )
     try:
         manifest_bytes = encode_manifest(manifest)

@@ -117,6 +117,12 @@ def _signing_key(
     required=True,
     help="Bundle to write (.fwpkg).",
 )
+@click.option(
+    "--security-version",
+    type=click.IntRange(0, 0xFFFF),
+    default=None,
+    help="Security version (like imgtool's security counter): stations never accept a lower one afterwards.",
+)
 @click.option("--name", "product_name", help="Product name recorded in the manifest.")
 @click.option("--notes", default="", help="Release notes recorded in the manifest.")
 @click.option("--passphrase-env", metavar="VAR", help="Read the key's passphrase from environment variable VAR.")
@@ -126,6 +132,7 @@ def release(
     images: tuple[str, ...],
     product_id: int,
     product_version: int,
+    security_version: int | None,
     key_path: Path | None,
     key_env: str | None,
     out: Path,
@@ -158,6 +165,7 @@ def release(
         key=key,
         product_name=product_name or f"product {product_id}",
         notes=notes,
+        security_version=security_version,
     )
     write_bundle(out, result)
     if as_json:
@@ -173,8 +181,10 @@ def release(
         return
     m = result.manifest
     target = m.target.platform_name if m.target.platform_name else m.target.chip
+    security = "" if m.security_version is None else f" security version {m.security_version}"
     click.echo(
-        f"wrote {out}: product {m.product.id} version {m.product_version} for {target}, signed by key {key.key_id}"
+        f"wrote {out}: product {m.product.id} version {m.product_version}{security} for {target},"
+        f" signed by key {key.key_id}"
     )
     for n, r in enumerate(result.images, 1):
         note = " (product id and version stamped)" if r.stamped else ""

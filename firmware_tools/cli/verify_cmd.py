@@ -66,9 +66,10 @@ def verify(
         if result.ok and result.manifest is not None:
             m = result.manifest
             signer = result.signer.key_id if result.signer is not None else "?"
+            security = "" if m.security_version is None else f" (security version {m.security_version})"
             click.echo(
                 f"{bundle}: verified, signed by trusted key {signer}: product {m.product.id} "
-                f"version {m.product_version}, {len(m.images)} image(s)"
+                f"version {m.product_version}{security}, {len(m.images)} image(s)"
             )
         else:
             click.echo(f"{bundle}: FAILED verification ({len(result.failed)} check(s) failed)", err=True)

@@ -21,6 +21,9 @@ COMMANDS = {
     "doctor": "station.cli.doctor_cmd:doctor",
     "sync": "station.cli.sync_cmd:sync",
     "console": "station.cli.console_cmd:console",
+    "operators": "station.cli.trace_cmd:operators",
+    "audit": "station.cli.trace_cmd:audit",
+    "label": "station.cli.label_cmd:label",
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from station.cli.acting import acting_options, pop_acting, signed_in
 from station.cli.cloud_output import json_errors
 from station.cloud.backoff import Backoff
 from station.cloud.client import ParticleCloud
@@ -35,6 +36,10 @@ from station.cloud.rollout import (
 )
 from station.cloud.token import load_token
 from station.errors import InputError
+from station.store import Registry
+from station.store.audit import AuditAction
+from station.store.trace import Actor
+from station.trace.roles import Right
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEVICE_ID = re.compile(r"[0-9a-f]{24}")
@@ -116,6 +121,13 @@ def _setup(
     return _Cloud(config, retry, trusted)
 
 
+def _audit(registry: Registry, actor: Actor, action: AuditAction, subject: str, after: dict[str, Any]) -> None:
+    """Record what the console was asked to do, once it answered."""
+    registry.audit.append(
+        action, station_id=actor.station_id, actor=actor.name, role=actor.role, subject=subject, after=after
+    )
+
+
 def _emit(as_json: bool, payload: dict[str, Any], lines: Sequence[str]) -> None:
     if as_json:
         click.echo(json.dumps(payload, indent=2))
@@ -165,6 +177,7 @@ def console() -> None:
 @click.option("--description", help="Firmware description (default: the bundle's notes).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@acting_options
 @json_errors
 def upload(
     bundle: str, trusted: tuple[str, ...], title: str | None, description: str | None, as_json: bool, **cloud: Any
@@ -172,6 +185,7 @@ def upload(
     """Upload the bundle's application as product firmware; the version is read from the binary."""
     from firmware_tools.bundle import open_verified_bundle
 
+    acting = pop_acting(cloud)
     setup = _setup(**cloud)
     keys = [Path(k) for k in trusted] or list(setup.trusted)
     if not keys:
@@ -179,8 +193,15 @@ def upload(
     verified = open_verified_bundle(bundle, keys)
     fw = firmware_from_bundle(verified, title=title, description=description)
     product = setup.config.product
-    with setup.client() as client:
+    with signed_in(Right.UPLOAD, **acting) as (registry, actor), setup.client() as client:
         outcome = upload_firmware(client, product, fw, setup.retry)
+        _audit(
+            registry,
+            actor,
+            AuditAction.CONSOLE_UPLOAD,
+            f"product {product}",
+            {"version": fw.version, "sha256": fw.sha256, "uploaded": outcome.uploaded},
+        )
     if outcome.uploaded:
         headline = f"uploaded {fw.image_name} as firmware version {fw.version} of product {product} ({fw.title!r})"
     else:
@@ -257,13 +278,16 @@ def firmware(as_json: bool, **cloud: Any) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@acting_options
 @json_errors
 def lock(device_id: str, version: int, flash: bool, as_json: bool, **cloud: Any) -> None:
     """Lock a test device to an uploaded firmware version (and flash it), as the device page does."""
+    acting = pop_acting(cloud)
     setup = _setup(**cloud)
     product = setup.config.product
-    with setup.client() as client:
+    with signed_in(Right.LOCK, **acting) as (registry, actor), setup.client() as client:
         device = lock_device(client, product, device_id, version, flash=flash, retry=setup.retry)
+        _audit(registry, actor, AuditAction.LOCK, device_id, {"product": product, "version": version, "flash": flash})
     if device.firmware_version == version:
         when = "it already runs it"
     elif not flash:
@@ -283,13 +307,16 @@ def lock(device_id: str, version: int, flash: bool, as_json: bool, **cloud: Any)
 @click.argument("device_id", callback=_device_id)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@acting_options
 @json_errors
 def unlock(device_id: str, as_json: bool, **cloud: Any) -> None:
     """Unlock a device: it follows the product's releases again (which may send it an update)."""
+    acting = pop_acting(cloud)
     setup = _setup(**cloud)
     product = setup.config.product
-    with setup.client() as client:
+    with signed_in(Right.UNLOCK, **acting) as (registry, actor), setup.client() as client:
         device = unlock_device(client, product, device_id, setup.retry)
+        _audit(registry, actor, AuditAction.UNLOCK, device_id, {"product": product, "locked": False})
     lines = [f"device {device.id} unlocked: it follows product {product}'s releases again"]
     _emit(as_json, {"product": product, **_device_json(device), "locked_version": None}, lines)
 
@@ -303,13 +330,16 @@ def _running(device: ProductDevice) -> str:
 @click.option("--group", "groups", multiple=True, help="Release to this device group only (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @cloud_options
+@acting_options
 @json_errors
 def release(version: int, groups: tuple[str, ...], as_json: bool, **cloud: Any) -> None:
     """Release a version, only when at least one device of the product runs it."""
+    acting = pop_acting(cloud)
     setup = _setup(**cloud)
     product = setup.config.product
-    with setup.client() as client:
+    with signed_in(Right.RELEASE, **acting) as (registry, actor), setup.client() as client:
         outcome = release_firmware(client, product, version, setup.retry, groups=groups)
+        _audit(registry, actor, AuditAction.RELEASE, f"product {product}", {"version": version, "groups": list(groups)})
     target = f"group(s) {', '.join(outcome.groups)}" if outcome.groups else "the whole product (default)"
     lines = [
         f"released firmware version {version} of product {product} to {target}",

@@ -108,13 +108,29 @@ def phase_line(record: AttemptRecord) -> str:
     help="Show the latest N attempts; 0 shows all.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of attempts.")
-def history(db: str | None, device_id: str | None, since: str | None, limit: int, as_json: bool) -> None:
+@click.option("--serial", metavar="SN", help="Only the attempts of the board whose label has serial number SN.")
+def history(
+    db: str | None, device_id: str | None, since: str | None, limit: int, as_json: bool, serial: str | None
+) -> None:
     """List recorded attempts, oldest first: slot, device, result, time and the failure reason.
 
-    With --device, each attempt also shows the time spent in each phase.
+    With --device (or --serial), each attempt also shows the time spent in each phase.
     """
     start = _since(since)
     with open_registry(db) as registry:
+        if serial is not None:
+            link = registry.trace.device_of(serial)
+            if link is None:
+                from station.errors import InputError
+
+                raise InputError(f"no board has serial number {serial} in {registry.path}")
+            if device_id is not None and device_id.strip().lower() != link.device_id:
+                from station.errors import InputError
+
+                raise InputError(f"serial number {serial} belongs to {link.device_id}, not {device_id}")
+            device_id = link.device_id
+            if not as_json:
+                click.echo(f"serial {link.serial}: device {link.device_id}, scanned {local_time(link.scanned_at)}")
         records = registry.history(device_id=device_id, since=start, limit=limit or None)
         total = registry.count_attempts(device_id=device_id, since=start) if limit else len(records)
     if as_json:

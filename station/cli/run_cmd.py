@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from station.line_setup import PreparedLine
     from station.session import LineSession
     from station.store import Registry
+    from station.store.trace import Actor
 
 
 def resolve_operator(option: str | None, from_profile: str | None) -> str:
@@ -62,6 +64,16 @@ def first_interrupt_stops(stop: threading.Event) -> Iterator[None]:
 @click.option(
     "--duration", type=click.FloatRange(min=0.1), help="Stop taking boards after this many seconds (scripted runs)."
 )
+@click.option(
+    "--pin-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the operator's PIN (mode 0600); else $BENCHFLASH_PIN, else a prompt.",
+)
+@click.option(
+    "--allow-downgrade",
+    is_flag=True,
+    help="A lead allows this run's bundle to be older than what the station flashed (audited; one run).",
+)
 def run(
     profile_path: str,
     db_option: str | None,
@@ -70,36 +82,90 @@ def run(
     simulate: str | None,
     no_timing: bool,
     duration: float | None,
+    pin_file: Path | None,
+    allow_downgrade: bool,
 ) -> None:
-    """Flash, verify and record every board plugged into the bench until stopped."""
+    """Flash, verify and record every board plugged into the bench until stopped.
+
+    On a station with operators (`station operators add`), the operator signs in with a name and
+    PIN. The bundle is refused before anything is written when it is older than what the station
+    has flashed (or the profile's min_version), unless a lead passes --allow-downgrade; the audit
+    log records the run's start and stop, and its head is signed with the station key at the end.
+    """
     from station.cli.line_sources import open_sources
     from station.line_setup import prepare_line
     from station.profile import load_profile
     from station.store import Registry, resolve_db_path
+    from station.trace.release_floor import check_release
+    from station.trace.roles import Right
+    from station.trace.run_audit import RunSetup, begin_run, end_run
+    from station.trace.signin import sign_in_for
 
     profile = load_profile(profile_path)
-    line = prepare_line(profile, operator=resolve_operator(operator, profile.operator))
+    name = resolve_operator(operator, profile.operator)
+    line = prepare_line(profile, operator=name)
     registry = Registry(resolve_db_path(db_option))
+    try:
+        actor = sign_in_for(registry, name, Right.RUN, station_id=profile.station_id, pin_file=pin_file)
+        m = line.bundle.manifest
+        decision = check_release(
+            registry,
+            m,
+            min_version=profile.min_version,
+            station_id=profile.station_id,
+            allow_downgrade=actor if allow_downgrade else None,
+        )
+        setup = RunSetup(
+            str(profile.path.resolve()),
+            profile.bundle.name,
+            line.bundle_sha256,
+            m.product.id,
+            m.product_version,
+            m.security_version,
+        )
+        begin_run(registry, actor, setup, decision)
+    except BaseException:
+        registry.close()
+        raise
     # An ESP line's profile naming its slots is the explicit list: those ports are probed as ESP boards
     # even behind a bridge the family table does not know (never a vendor ID alone).
     esp_slots = tuple(profile.slot_labels) if line.plan.target.is_esp else ()
     sources = open_sources(simulate, timing=not no_timing, esp_slots=esp_slots)
     use_dashboard = not as_json and sys.stdout.isatty()
+    session: list[LineSession] = []
     try:
         if use_dashboard:
-            _run_dashboard(line, registry, sources, duration)
+            _run_dashboard(line, registry, sources, duration, actor, session)
         else:
-            _run_json(line, registry, sources, duration)
+            _run_json(line, registry, sources, duration, actor, session)
     finally:
         for source in sources:
             source.close()
-        registry.close()
+        try:
+            runner = session[0].runner if session else None
+            end_run(
+                registry,
+                actor,
+                passed=runner.passed if runner else 0,
+                failed=runner.failed if runner else 0,
+                key_path=profile.station_key,
+            )
+        finally:
+            registry.close()
 
 
-def _session(line: PreparedLine, registry: Registry, sources: Sequence[Source], sink: EventSink) -> LineSession:
+def _session(
+    line: PreparedLine,
+    registry: Registry,
+    sources: Sequence[Source],
+    sink: EventSink,
+    actor: Actor,
+    made: list[LineSession],
+) -> LineSession:
     from station.session import LineSession
 
-    session = LineSession(line, registry, sources, sink)
+    session = LineSession(line, registry, sources, sink, actor=actor)
+    made.append(session)
     if line.cloud is not None:
         from station.cloud.errors import CloudConfigError
         from station.cloud.token import load_token
@@ -120,23 +186,45 @@ def _stop_after(stop: threading.Event, duration: float | None) -> None:
         timer.start()
 
 
-def _run_json(line: PreparedLine, registry: Registry, sources: Sequence[Source], duration: float | None) -> None:
+def _run_json(
+    line: PreparedLine,
+    registry: Registry,
+    sources: Sequence[Source],
+    duration: float | None,
+    actor: Actor,
+    made: list[LineSession],
+) -> None:
     from station.ui.jsonl import JsonLinesSink
 
     stop = threading.Event()
-    session = _session(line, registry, sources, JsonLinesSink(sys.stdout))
+    sink = JsonLinesSink(sys.stdout)
+    session = _session(line, registry, sources, sink, actor, made)
+    if session.runner.scan_desk is not None:
+        from station.cli.scan_input import feed_scans
+
+        reader = threading.Thread(
+            target=feed_scans, args=(sys.stdin, session.runner, sink, stop), name="scans", daemon=True
+        )
+        reader.start()
     _stop_after(stop, duration)
     with first_interrupt_stops(stop):
         session.run(stop)
 
 
-def _run_dashboard(line: PreparedLine, registry: Registry, sources: Sequence[Source], duration: float | None) -> None:
+def _run_dashboard(
+    line: PreparedLine,
+    registry: Registry,
+    sources: Sequence[Source],
+    duration: float | None,
+    actor: Actor,
+    made: list[LineSession],
+) -> None:
     from station.ui.dashboard import Dashboard, DashboardInfo
 
     m = line.bundle.manifest
     stop = threading.Event()
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-    session = _session(line, registry, sources, events.put)
+    session = _session(line, registry, sources, events.put, actor, made)
     worker = threading.Thread(target=session.run, args=(stop,), name="line", daemon=True)
     app = Dashboard(
         DashboardInfo(
@@ -146,8 +234,9 @@ def _run_dashboard(line: PreparedLine, registry: Registry, sources: Sequence[Sou
             station_id=line.plan.station_id,
             operator=line.plan.operator,
         ),
-        retry=session.runner.retry,
+        retry=session.retry,
         request_stop=stop.set,
+        submit_scan=session.runner.submit_scan if session.runner.scan_desk is not None else None,
         is_idle=lambda: not worker.is_alive(),
         events=events,
     )

@@ -24,11 +24,14 @@ from station.cloud.config import CloudConfig
 from station.cloud.errors import CloudConfigError, CloudError
 from station.cloud.groups import load_device_names
 from station.cloud.requeue import Requeued, requeue
+from station.cloud.serial_names import SerialNames
 from station.cloud.sync import DEFAULT_MAX_FAILURES, DrainReport, SyncWorker
 from station.cloud.token import load_token
 from station.cloud.verify import VerifyReport, verify_product
 from station.errors import StationError
-from station.store import Outbox, OutboxEntry, OutboxState
+from station.store import Outbox, OutboxEntry, OutboxState, Registry
+from station.store.audit import AuditAction
+from station.store.trace import Actor
 
 # Text output lists at most this many IDs per product; --json lists them all.
 _SHOWN = 50
@@ -100,7 +103,13 @@ def _products(outbox: Outbox, config: CloudConfig | None) -> list[str]:
     show_default=True,
     help="Failed requests in a row before giving up until the next run.",
 )
+@click.option("--operator", metavar="NAME", help="Who syncs (on a station with operators: signs in with a PIN).")
+@click.option(
+    "--pin-file", type=click.Path(dir_okay=False, path_type=Path), help="The operator's PIN file (mode 0600)."
+)
 def sync(
+    operator: str | None,
+    pin_file: Path | None,
     dry_run: bool,
     verify: bool,
     as_json: bool,
@@ -132,12 +141,21 @@ def sync(
     try:
         config = _base_config(profile, product)
         with open_registry(db) as registry:
+            actor = None
+            if not dry_run:
+                from station.cli.acting import station_name
+                from station.trace.roles import Right
+                from station.trace.signin import sign_in_for
+
+                actor = sign_in_for(registry, operator, Right.SYNC, station_id=station_name(), pin_file=pin_file)
             outbox = registry.outbox
             requeued = requeue(outbox, requeue_ids, product=config.product if config else None) if requeue_ids else None
             for name in _products(outbox, config):
                 cfg = (config or CloudConfig(product=name)).with_overrides(**overrides)
                 result, fatal = _sync_product(outbox, cfg, dry_run=dry_run, verify=verify, max_failures=max_failures)
                 results.append(result)
+                if actor is not None and result.drain is not None:
+                    _audit_sync(registry, actor, result)
                 if fatal is not None:
                     break
     except (StationError, FirmwareError) as exc:
@@ -157,6 +175,23 @@ def sync(
         click.get_current_context().exit(1)
 
 
+def _audit_sync(registry: Registry, actor: Actor, result: ProductSync) -> None:
+    """What this sync put into the console, in the audit log."""
+    drain = result.drain
+    assert drain is not None
+    registry.audit.append(
+        AuditAction.SYNC,
+        station_id=actor.station_id,
+        actor=actor.name,
+        role=actor.role,
+        subject=f"product {result.product}",
+        after={
+            "counts": {state.value: n for state, n in result.counts.items()},
+            "stopped": drain.stopped,
+        },
+    )
+
+
 def _sync_product(
     outbox: Outbox, cfg: CloudConfig, *, dry_run: bool, verify: bool, max_failures: int
 ) -> tuple[ProductSync, CloudError | None]:
@@ -174,7 +209,10 @@ def _sync_product(
                     product=cfg.product,
                     batch_size=cfg.batch_size,
                     import_sims=cfg.import_sims,
-                    device_names=load_device_names(cfg.device_names) if cfg.device_names is not None else None,
+                    device_names=SerialNames(
+                        outbox.registry,
+                        load_device_names(cfg.device_names) if cfg.device_names is not None else None,
+                    ),
                 )
                 drain = worker.drain(max_failures=max_failures)
                 fatal = drain.fatal

@@ -36,9 +36,10 @@ from station.cloud.errors import (
     CloudRejected,
     CloudRetryable,
 )
-from station.cloud.groups import DeviceNames, load_device_names
+from station.cloud.groups import load_device_names
 from station.cloud.models import ImportOutcome, ImportResult
 from station.cloud.placement import Placement, PlacementStopped, place_devices
+from station.cloud.serial_names import NameSource, SerialNames
 from station.cloud.token import AccessToken
 from station.store.outbox import Outbox, OutboxState
 
@@ -135,7 +136,7 @@ class SyncWorker:
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
         on_event: Callable[[SyncEvent], None] | None = None,
-        device_names: DeviceNames | None = None,
+        device_names: NameSource | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -439,7 +440,9 @@ def start_background_sync(
 
     The thread owns its client and closes it on ``stop()``; call ``wake()`` after each PASS.
     """
-    names = load_device_names(config.device_names) if config.device_names is not None else None
+    # Scanned serial numbers name the devices first; the mapping file names the others.
+    from_file = load_device_names(config.device_names) if config.device_names is not None else None
+    names = SerialNames(outbox.registry, from_file)
     client = ParticleCloud.from_config(config, token)
     worker = SyncWorker(
         outbox,

@@ -62,6 +62,7 @@ def make_sample_release(
     product_version: int = 3,
     app_size: int = 8 * 1024,
     name: str = "acme-blinky",
+    security_version: int | None = None,
 ) -> SampleRelease:
     """Write ``NAME.fwpkg``, ``release.key`` (0600) and ``release.pub`` into ``folder``.
 
@@ -76,7 +77,13 @@ def make_sample_release(
     else:
         inputs = [ReleaseInput(f"{name}.bin", particle_app(target, size=app_size))]
     release = build_release(
-        inputs, product_id=product_id, product_version=product_version, key=key, product_name=name, notes="sample"
+        inputs,
+        product_id=product_id,
+        product_version=product_version,
+        key=key,
+        product_name=name,
+        notes="sample",
+        security_version=security_version,
     )
     bundle = folder / f"{name}-v{product_version}.fwpkg"
     write_bundle(bundle, release)

@@ -112,6 +112,43 @@ class SyncProgress(Event):
     message: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScanWanted(Event):
+    """The board on this slot waits for its label's serial number before anything is written."""
+
+    kind: ClassVar[str] = "scan-wanted"
+    device_id: str
+    message: str = "scan the unit's label"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scanned(Event):
+    """The serial number scanned for this slot's board, linked to its device ID (committed)."""
+
+    kind: ClassVar[str] = "scanned"
+    device_id: str
+    serial: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanRefused(Event):
+    """A scanned line that went to no board (no slot waiting, unknown slot, not a serial number)."""
+
+    kind: ClassVar[str] = "scan-refused"
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelPrinted(Event):
+    """A unit label reached the printer (``ok``) or did not and is queued to reprint."""
+
+    kind: ClassVar[str] = "label"
+    device_id: str
+    ok: bool
+    label_id: int
+    message: str = ""
+
+
 EventSink = Callable[[Event], None]
 
 EVENT_KINDS: tuple[type[Event], ...] = (
@@ -125,4 +162,8 @@ EVENT_KINDS: tuple[type[Event], ...] = (
     Detached,
     LineStatus,
     SyncProgress,
+    ScanWanted,
+    Scanned,
+    ScanRefused,
+    LabelPrinted,
 )

@@ -16,8 +16,19 @@ from typing import Protocol, TypeVar
 
 from station.devices.base import Device, DeviceDescription, DeviceIdentity, Phase, Progress
 from station.errors import Reason, StationError, WrongTarget
-from station.line.events import Event, EventSink, Failed, Identified, Passed, ProgressEvent, Recorded
+from station.line.events import (
+    Event,
+    EventSink,
+    Failed,
+    Identified,
+    Passed,
+    ProgressEvent,
+    Recorded,
+    Scanned,
+    ScanWanted,
+)
 from station.line.plan import JobPlan
+from station.line.scan import ScanDesk
 from station.profile import LineMode, VerifyPolicy
 from station.store.models import AttemptResult, RunContext, Slot
 
@@ -102,6 +113,11 @@ class JobContext:
         self.finished = False
         self.device: Device | None = None  # set once open, so the runner can close a hung device
         self.attempt_id: int | None = None
+        # Serial-number scan (profile scan = "required"): where the scan comes from; the desk
+        # commits its link to the device before the job goes on to write anything.
+        self.scan_desk: ScanDesk | None = None
+        self.waiting_scan = False  # the runner does not time out a board waiting for a person
+        self.scan_waited = 0.0  # seconds spent waiting, not counted against the job's timeout
 
     def event(self, cls: type[Event], **fields: object) -> None:
         self.emit(cls(time=self.clock(), slot=self.slot, label=self.label, **fields))
@@ -149,6 +165,8 @@ def run_job(
         why = plan.target.mismatch(description.family, identity)
         if why is not None:
             raise WrongTarget(why, device=identity.device_id, hint="nothing was written; use a board of the right kind")
+        if ctx.scan_desk is not None:
+            _scan(ctx, recorder, attempt_id, identity.device_id)
         if plan.mode is LineMode.FLASH:
             dev = device
             timed(Phase.WRITE, lambda: dev.flash(plan.images, on_progress))
@@ -197,6 +215,29 @@ def run_job(
             with contextlib.suppress(Exception):
                 device.close()
     return finish_job(outcome, plan, recorder, ctx, reported_firmware=reported)
+
+
+def _scan(ctx: JobContext, recorder: AttemptRecorder, attempt_id: int, device_id: str) -> None:
+    """Wait for the board's serial number and commit its link to the device before any write, so a
+    crash from here on never loses which sticker went on which board."""
+    assert ctx.scan_desk is not None
+    recorder.record_phase(attempt_id, "scan")
+    ctx.waiting_scan = True
+    ctx.event(ScanWanted, device_id=device_id)
+    began = ctx.monotonic()
+    try:
+        serial = ctx.scan_desk.wait(ctx.slot, ctx.label, attempt_id, device_id, ctx.abandoned)
+    finally:
+        ctx.scan_waited += ctx.monotonic() - began
+        ctx.waiting_scan = False
+    if serial is None:
+        raise StationError(
+            "the line stopped before this board's label was scanned",
+            device=device_id,
+            reason=Reason.INTERRUPTED,
+            hint="nothing was written; plug it in again and scan its label",
+        )
+    ctx.event(Scanned, device_id=device_id, serial=serial)
 
 
 def finish_job(

@@ -20,6 +20,7 @@ from station.errors import Reason, StationError
 from station.line.events import Attached, Detached, EventSink, LineStatus, Rebooted
 from station.line.job import AttemptRecorder, JobContext, JobResult, finish_job, run_job
 from station.line.plan import JobPlan
+from station.line.scan import ScanDesk
 
 # How often the sources are scanned. A scan only reads what the OS already holds (USB descriptors,
 # the serial-port list: well under a millisecond each), and a board waits on average half this
@@ -71,7 +72,9 @@ class LineRunner:
         status_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        scan_desk: ScanDesk | None = None,
     ) -> None:
+        self.scan_desk = scan_desk  # set when the profile requires a scan per board
         self.sources = list(sources)
         self.plan = plan
         self.recorder = recorder
@@ -126,6 +129,17 @@ class LineRunner:
             self._start(entry.candidate, announce=False)
             return True
 
+    def submit_scan(self, code: str, slot: str | None = None) -> tuple[str, str]:
+        """A scanned code for ``slot`` (port path or label), else the board that began waiting last.
+
+        Returns (slot, serial); ScanRejected when no board takes it or scans are off.
+        """
+        from station.line.scan import ScanRejected
+
+        if self.scan_desk is None:
+            raise ScanRejected("this line does not take scans", hint='set scan = "required" in the profile')
+        return self.scan_desk.offer(code, slot)
+
     def running(self) -> int:
         with self._lock:
             return sum(1 for s in self._slots.values() if s.state is SlotState.RUNNING)
@@ -135,6 +149,8 @@ class LineRunner:
         while not stop.is_set():
             self.poll()
             stop.wait(self.poll_interval)
+        if self.scan_desk is not None:
+            self.scan_desk.close()  # boards still waiting for a scan give up, unwritten
         self.drain()
 
     def drain(self) -> None:
@@ -150,6 +166,7 @@ class LineRunner:
         slot = candidate.slot
         label = self.label(slot)
         ctx = JobContext(slot=slot, label=label, emit=self.sink, clock=self.clock, monotonic=self.monotonic)
+        ctx.scan_desk = self.scan_desk
         entry = _Slot(candidate, label, ctx, self.monotonic())
         self._slots[slot] = entry
         if announce:
@@ -200,7 +217,10 @@ class LineRunner:
     def _time_out_hung_jobs(self) -> None:
         now = self.monotonic()
         for entry in self._slots.values():
-            if entry.state is not SlotState.RUNNING or now - entry.started <= self.plan.job_timeout:
+            if entry.ctx.waiting_scan:
+                continue  # a person is on it
+            busy = now - entry.started - entry.ctx.scan_waited
+            if entry.state is not SlotState.RUNNING or busy <= self.plan.job_timeout:
                 continue
             attempt_id = entry.ctx.attempt_id
             if attempt_id is None:  # not even recorded yet: nothing to finish

@@ -83,6 +83,10 @@ class Outbox:
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
 
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
     def enqueue(self, device_id: str, product: str, *, group: str | None = None) -> None:
         """Idempotent: a device already queued for ``product`` keeps its row and state."""
         device = check_queued_id(device_id)

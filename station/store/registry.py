@@ -22,6 +22,7 @@ from typing import Any
 
 from station.errors import Reason
 from station.store import reports
+from station.store.audit import AuditLog
 from station.store.errors import (
     AttemptStateError,
     InvalidRecord,
@@ -43,6 +44,7 @@ from station.store.outbox import MAX_ERROR_CHARS, Outbox, enqueue_in
 from station.store.paths import ensure_parent, unavailable
 from station.store.schema import migrate
 from station.store.sessions import SessionLock, forget_session, session_alive, sessions_folder
+from station.store.trace import Trace
 
 __all__ = ["Registry", "normalize_device_id"]
 
@@ -232,6 +234,16 @@ class Registry:
     @property
     def outbox(self) -> Outbox:
         return Outbox(self)
+
+    @property
+    def audit(self) -> AuditLog:
+        """The hash-chained audit log (station.store.audit)."""
+        return AuditLog(self)
+
+    @property
+    def trace(self) -> Trace:
+        """Serial numbers, operators, the label queue and release floors (station.store.trace)."""
+        return Trace(self)
 
     # -- sessions and recovery ---------------------------------------------------------------
 

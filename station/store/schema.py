@@ -3,7 +3,9 @@
 Each migration runs in one transaction together with the version bump, so a crash mid-migration
 leaves the previous version intact. Version 1 holds devices and attempts, version 2 adds the sync
 outbox, version 3 adds the per-device summary columns and the indexes that keep reports over a
-million devices in seconds. Version 4 adds the running totals (``station.store.summary``) that make
+million devices in seconds. Version 6 adds traceability: serial numbers linked to device IDs,
+operators, the hash-chained audit log and its signed heads, the unit-label queue and the
+per-product security floor. Version 8 adds the running totals (``station.store.summary``) that make
 all-time stats independent of the registry's size.
 """
 
@@ -134,8 +136,80 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX devices_first_result ON devices(first_result_at, first_result)",
         ),
     ),
+)
+
+MIGRATIONS += (
     Migration(
-        4,
+        6,
+        "traceability: serial numbers, operators, audit chain and signed heads, label queue, security floor",
+        (
+            # Unique both ways: one sticker per board, one board per sticker.
+            """CREATE TABLE serials (
+                serial TEXT PRIMARY KEY,
+                device_id TEXT NOT NULL UNIQUE,
+                attempt_id INTEGER,
+                station_id TEXT NOT NULL,
+                scanned_at REAL NOT NULL
+            )""",
+            """CREATE TABLE operators (
+                name TEXT PRIMARY KEY,
+                role TEXT NOT NULL CHECK (role IN ('operator', 'lead', 'admin')),
+                pin_hash TEXT NOT NULL,
+                disabled INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            # seq is assigned by the chain (max + 1), never by SQLite, so a deleted row leaves a gap.
+            """CREATE TABLE audit (
+                seq INTEGER PRIMARY KEY,
+                at REAL NOT NULL,
+                station_id TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                role TEXT NOT NULL,
+                action TEXT NOT NULL,
+                subject TEXT,
+                before TEXT,
+                after TEXT,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )""",
+            "CREATE INDEX audit_at ON audit(at)",
+            """CREATE TABLE audit_heads (
+                id INTEGER PRIMARY KEY,
+                seq INTEGER NOT NULL,
+                hash TEXT NOT NULL,
+                station_id TEXT NOT NULL,
+                public_key TEXT NOT NULL,
+                signature TEXT NOT NULL,
+                signed_at REAL NOT NULL
+            )""",
+            """CREATE TABLE labels (
+                id INTEGER PRIMARY KEY,
+                device_id TEXT NOT NULL,
+                attempt_id INTEGER,
+                state TEXT NOT NULL CHECK (state IN ('queued', 'printed', 'failed')),
+                payload TEXT NOT NULL,
+                fields TEXT NOT NULL,
+                printer TEXT,
+                tries INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            "CREATE INDEX labels_state ON labels(state, id)",
+            "CREATE INDEX labels_device ON labels(device_id, id)",
+            """CREATE TABLE security_floor (
+                product_id INTEGER PRIMARY KEY,
+                security_version INTEGER NOT NULL,
+                set_at REAL NOT NULL
+            )""",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        8,
         "running totals for station stats, kept by triggers in each write's own transaction",
         summary.STATEMENTS,
     ),
@@ -178,10 +252,10 @@ def migrate(conn: sqlite3.Connection, where: str, target: int = LATEST_VERSION) 
         conn.execute("BEGIN IMMEDIATE")
         try:
             current = _check_known(conn, where)
-            if current >= target:
+            step = next((m for m in MIGRATIONS if m.version > current), None)
+            if current >= target or step is None or step.version > target:
                 conn.execute("COMMIT")
                 return found
-            step = MIGRATIONS[current]
             for statement in step.statements:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {int(step.version)}")

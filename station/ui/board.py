@@ -21,6 +21,8 @@ from station.line.events import (
     ProgressEvent,
     Rebooted,
     Recorded,
+    Scanned,
+    ScanWanted,
 )
 
 
@@ -46,6 +48,8 @@ class SlotView:
     reason: str | None = None
     message: str | None = None
     seconds: float | None = None
+    awaiting_scan: bool = False  # the board waits for its label's serial number
+    serial: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -110,10 +114,15 @@ class Board:
             view = replace(view, state=TileState.PASS, seconds=e.seconds, reason=None, message=None)
             self.totals = replace(self.totals, passed=self.totals.passed + 1)
         elif isinstance(e, Failed):
+            view = replace(view, awaiting_scan=False)
             view = replace(view, state=TileState.FAIL, reason=e.reason, message=e.message, seconds=e.seconds)
             self.totals = replace(self.totals, failed=self.totals.failed + 1)
         elif isinstance(e, Rebooted):
             view = replace(view, state=TileState.PASS, device_id=e.device_id, phase="restarted into its new firmware")
+        elif isinstance(e, ScanWanted):
+            view = replace(view, awaiting_scan=True, phase=e.message, state=TileState.WORKING)
+        elif isinstance(e, Scanned):
+            view = replace(view, awaiting_scan=False, serial=e.serial, phase=f"serial {e.serial}")
         elif isinstance(e, Recorded):
             pass
         elif isinstance(e, Detached):

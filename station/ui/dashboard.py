@@ -10,10 +10,11 @@ import queue
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from textual import events as textual_events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
-from textual.widgets import Footer, ProgressBar, Static
+from textual.widgets import Footer, Input, ProgressBar, Static
 
 from station.line.events import Event
 from station.ui.board import Board, SlotView, TileState
@@ -81,10 +82,16 @@ class SlotTile(Vertical, can_focus=True):
             TileState.WORKING: "working",
             TileState.EMPTY: "empty",
         }[view.state]
+        if view.awaiting_scan:
+            verdict = SCAN_PROMPT_TEXT
         self.query_one(".verdict", Static).update(verdict)
 
 
 _STATE_CLASS = {TileState.PASS: "pass", TileState.FAIL: "fail", TileState.EMPTY: "empty"}
+
+# -- serial-number scan (profile scan = "required"): a scanner types the code and Enter -----------
+SCAN_PROMPT_TEXT = "scan the unit's label"
+ScanSubmit = Callable[[str, str | None], tuple[str, str]]  # (code, slot or None) -> (slot, serial)
 
 
 def _tile_id(slot: str) -> str:
@@ -102,6 +109,7 @@ class Dashboard(App[None]):
     BINDINGS = [
         Binding("r", "retry", "Retry slot"),
         Binding("q", "quit_line", "Quit (running jobs finish first)"),
+        Binding("escape", "leave_scan", "Leave the scan field", show=False),
     ]
 
     def __init__(
@@ -112,8 +120,11 @@ class Dashboard(App[None]):
         request_stop: Callable[[], None] = lambda: None,
         is_idle: Callable[[], bool] = lambda: True,
         events: queue.SimpleQueue[Event] | None = None,
+        submit_scan: ScanSubmit | None = None,
     ) -> None:
         super().__init__()
+        self._submit_scan = submit_scan
+        self._selected_slot: str | None = None  # the tile last selected: a scan goes there if it waits
         self.info = info
         self.board = Board()
         # The line may be started before the app, writing into this queue from the first event.
@@ -130,6 +141,8 @@ class Dashboard(App[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="summary")
         yield Grid(id="tiles")
+        if self._submit_scan is not None:
+            yield Input(placeholder=f"{SCAN_PROMPT_TEXT} (the scanner types here)", id="scan")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -156,6 +169,8 @@ class Dashboard(App[None]):
                 tiles.first(SlotTile).show(view)
             else:
                 grid.mount(SlotTile(view))
+            if view.awaiting_scan:
+                self._focus_scan()
         self._render_summary()
         if self._stopping and self._is_idle() and self.events.empty():
             self.exit()
@@ -184,6 +199,42 @@ class Dashboard(App[None]):
                 self.notify(f"retrying {focused.slot}")
             else:
                 self.notify("only a failed board that is still plugged in can be retried", severity="warning")
+
+    def _focus_scan(self) -> None:
+        """A board waits for its label: the scanner's keystrokes must land in the scan field."""
+        for field in self.query("#scan"):
+            if self.focused is not field:
+                field.focus()
+
+    def action_leave_scan(self) -> None:
+        """Escape: back to the tiles, where r and q work (the scan field takes every key it gets)."""
+        tiles = list(self.query(SlotTile))
+        if tiles:
+            tiles[0].focus()
+        else:
+            self.set_focus(None)
+
+    def on_descendant_focus(self, event: textual_events.DescendantFocus) -> None:
+        if isinstance(event.widget, SlotTile):
+            self._selected_slot = event.widget.slot
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """A scan: to the selected tile if it waits for one, else to the board that began waiting last."""
+        if event.input.id != "scan" or self._submit_scan is None:
+            return
+        code = event.value
+        event.input.value = ""
+        if not code.strip():
+            return
+        selected = self._selected_slot
+        view = self.board.slot(selected) if selected is not None else None
+        slot = selected if view is not None and view.awaiting_scan else None
+        try:
+            target, serial = self._submit_scan(code, slot)
+        except Exception as exc:  # a refused scan is news for the technician, never a crash
+            self.notify(getattr(exc, "message", str(exc)), severity="warning")
+            return
+        self.notify(f"{target}: serial {serial}")
 
     def action_quit_line(self) -> None:
         if not self._stopping:

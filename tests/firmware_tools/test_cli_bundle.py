@@ -322,3 +322,23 @@ def test_encrypted_key_in_the_environment(work: Path) -> None:
     base = ["release", "app.bin", "--product-id", "3", "--product-version", "4", "-o", "e.fwpkg", "--key-env", "FW_KEY"]
     assert run(*base, "--passphrase-env", "PW", env=env).exit_code == 0
     assert run(*base, env=env, input="pass phrase\n").exit_code == 0
+
+
+def test_release_security_version_is_signed_shown_and_absent_when_unset(work: Path) -> None:
+    _keygen()
+    result = _release("--security-version", "3")
+    assert result.exit_code == 0, result.output
+    assert "version 7 security version 3 for argon" in result.output
+    verified = run("verify", "acme.fwpkg", "--trusted", "acme.pub")
+    assert verified.exit_code == 0, verified.output
+    assert "version 7 (security version 3)" in verified.output
+    doc = json.loads(run("verify", "acme.fwpkg", "-t", "acme.pub", "--json").output)
+    assert doc["manifest"]["security_version"] == 3
+    assert list(doc["manifest"])[:4] == ["format_version", "product", "product_version", "security_version"]
+    assert "security version 3" in run("inspect", "acme.fwpkg").output
+    # A bundle without one carries no key at all, so bundles made before the field existed still verify.
+    assert _release().exit_code == 0
+    doc = json.loads(run("verify", "acme.fwpkg", "-t", "acme.pub", "--json").output)
+    assert doc["ok"] is True and "security_version" not in doc["manifest"]
+    bad = _release("--security-version", "70000")
+    assert bad.exit_code == 2

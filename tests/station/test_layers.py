@@ -36,8 +36,12 @@ ALLOWED = {
     "store": ("station.errors", "station.store"),
     "cloud": ("station.errors", "station.store", "station.cloud", "firmware_tools"),
     "ui": ("station.line.events", "station.ui"),
+    # Traceability: operators, PINs, the release floor and the run's audit, over the store.
+    "trace": ("station.errors", "station.store", "station.trace", "firmware_tools"),
+    # Unit labels: rendered from the store's records, sent to a printer; no line, no cloud.
+    "labels": ("station.errors", "station.store", "station.labels"),
 }
-NEVER_SIM = ("protocols", "devices", "discovery", "line", "store", "cloud", "ui")
+NEVER_SIM = ("protocols", "devices", "discovery", "line", "store", "cloud", "ui", "trace", "labels")
 
 
 def _project_imports(path: Path) -> list[str]:

@@ -46,19 +46,19 @@ def _fill_v2(conn: sqlite3.Connection) -> None:
     )
 
 
-@pytest.mark.parametrize("version", range(schema.LATEST_VERSION))
+@pytest.mark.parametrize("version", [0, *(m.version for m in schema.MIGRATIONS[:-1])])
 def test_migrates_from_each_older_version(tmp_path: Path, version: int) -> None:
     path = tmp_path / "station.db"
     if version == 0:
         path.write_bytes(b"")  # an empty file is where every registry starts
     else:
-        # Each fill is written in the columns of its own version, then carried up to ``version``.
-        conn = _at_version(path, 1)
+        # The rows are written as the first versions wrote them; later versions migrate them.
+        conn = _at_version(path, min(version, 2))
         _fill_v1(conn)
         if version >= 2:
-            schema.migrate(conn, str(path), target=2)
             _fill_v2(conn)
-        schema.migrate(conn, str(path), target=version)
+        if version > 2:
+            schema.migrate(conn, str(path), target=version)
         conn.close()
 
     with Registry(path) as registry:
