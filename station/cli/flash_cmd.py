@@ -22,13 +22,14 @@ from typing import NoReturn
 
 import click
 
-from firmware_tools.bundle.images import ImageFacts, describe_esp, describe_particle, esp_bootloader_offset
-from firmware_tools.bundle.manifest import PARTICLE_KIND_BY_FUNCTION, ImageKind
+from firmware_tools.bundle.images import ImageFacts, describe_esp, describe_particle
+from firmware_tools.bundle.manifest import PARTICLE_KIND_BY_FUNCTION
 from firmware_tools.checks import Expectations
 from firmware_tools.errors import FirmwareError
 from firmware_tools.formats import read_firmware
 from station.cli.devices_cmd import error_json, identify_candidate, open_sources, source_problems
 from station.devices.base import Device, DeviceDescription, DeviceIdentity, Family, FlashImage, Mode, Progress
+from station.devices.esp_placement import EspPlacement, judge_on_board, place_esp_image
 from station.discovery.base import Candidate, Source, scan_all
 from station.errors import DeviceError, InputError, Reason, StationError, WrongTarget
 from station.line.plan import Target, flash_images, target_of
@@ -56,6 +57,8 @@ class FlashInput:
     target: Target | None  # None: any device of ``families`` (an ESP partition table alone)
     images: tuple[FlashImage, ...]
     product: str | None = None  # bundles: "name v3 (id 4242)"
+    # A single ESP image: where it goes, judged again on the board when the board's table decides.
+    esp_placement: EspPlacement | None = None
 
     @property
     def label(self) -> str:
@@ -104,24 +107,15 @@ def _particle_input(name: str, data: bytes, address: int | None) -> FlashInput:
     return FlashInput(name, "particle-module", _PARTICLE_FAMILIES, target, (image,))
 
 
-def _esp_input(name: str, data: bytes, address: int | None, base_address: int | None) -> FlashInput:
-    guess = address if address is not None else base_address
-    facts = describe_esp(
-        data, name=name, address=guess if guess is not None else DEFAULT_ESP_APP_ADDRESS, expect=Expectations()
-    )
-    if guess is None:
-        if facts.kind is ImageKind.ESP_BOOTLOADER and facts.esp is not None:
-            guess = esp_bootloader_offset(facts.esp.chip)
-        elif facts.kind is ImageKind.ESP_PARTITION_TABLE:
-            guess = DEFAULT_ESP_PARTITION_TABLE_ADDRESS
-        else:
-            guess = DEFAULT_ESP_APP_ADDRESS
-        facts = describe_esp(data, name=name, address=guess, expect=Expectations())
-    _failed_checks(facts, name)
-    kind = {ImageKind.ESP_APP: "app", ImageKind.ESP_BOOTLOADER: "bootloader"}.get(facts.kind, "partition-table")
-    image = FlashImage(name=Path(name).name, data=data, address=guess, kind=kind)
-    target = Target(chip=facts.esp.chip) if facts.esp is not None else None
-    return FlashInput(name, "esp-image", _ESP_FAMILIES, target, (image,))
+def _esp_input(
+    name: str, data: bytes, address: int | None, base_address: int | None, *, raw: bool, table_file: str | None
+) -> FlashInput:
+    placement = place_esp_image(name, data, address=address, base_address=base_address, raw=raw, table_file=table_file)
+    if not raw:
+        _failed_checks(describe_esp(data, name=name, address=placement.image.address, expect=Expectations()), name)
+    chip = placement.piece.chip
+    target = Target(chip=chip) if chip is not None else None
+    return FlashInput(name, "esp-image", _ESP_FAMILIES, target, (placement.image,), esp_placement=placement)
 
 
 def _bundle_input(path: str, trusted: Sequence[str]) -> FlashInput:
@@ -141,14 +135,21 @@ def _bundle_input(path: str, trusted: Sequence[str]) -> FlashInput:
     return FlashInput(path, "bundle", families, target, images, product)
 
 
-def load_flash_input(path: str, *, address: int | None, trusted: Sequence[str]) -> FlashInput:
+def load_flash_input(
+    path: str,
+    *,
+    address: int | None,
+    trusted: Sequence[str],
+    raw: bool = False,
+    partition_table: str | None = None,
+) -> FlashInput:
     """What FILE holds, by content: a release bundle, a Particle module, or an ESP image (.bin or Intel HEX)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    if head == _ZIP_MAGIC:
+    if head == _ZIP_MAGIC and not raw:
         if address is not None:
             raise InputError("--address does not apply to a bundle: its manifest says where each image goes")
         return _bundle_input(path, trusted)
@@ -156,8 +157,8 @@ def load_flash_input(path: str, *, address: int | None, trusted: Sequence[str]) 
     data = firmware.data
     from firmware_tools.bundle.partition_table import looks_like_partition_table
 
-    if data[:1] == bytes([_ESP_MAGIC]) or looks_like_partition_table(data):
-        return _esp_input(path, data, address, firmware.base_address)
+    if raw or partition_table is not None or data[:1] == bytes([_ESP_MAGIC]) or looks_like_partition_table(data):
+        return _esp_input(path, data, address, firmware.base_address, raw=raw, table_file=partition_table)
     return _particle_input(path, data, address)
 
 
@@ -283,6 +284,7 @@ class FlashOutcome:
     running: str | None
     seconds: float
     error: StationError | None
+    layout: str | None = None  # ESP: what decided where the image went
 
     @property
     def passed(self) -> bool:
@@ -302,17 +304,22 @@ def flash_candidate(
     running: str | None = None
     device: Device | None = None
     error: StationError | None = None
+    layout: str | None = None
+    images = flash_input.images
     try:
         device = candidate.open()
         identity = device.identify()
         why = flash_input.refusal(candidate.description.family, identity)
         if why is not None:
             raise WrongTarget(why, device=identity.device_id, hint="nothing was written; use a board of the right kind")
-        device.flash(flash_input.images, progress)
-        device.verify(flash_input.images, progress)
+        if flash_input.esp_placement is not None:
+            placement = _placement_on_board(flash_input.esp_placement, device, identity)
+            images, layout = (placement.image,), placement.note()
+        device.flash(images, progress)
+        device.verify(images, progress)
         device.restart()
         running = device.running_firmware()
-        if device.confirm(flash_input.images) is False:
+        if device.confirm(images) is False:
             raise StationError(
                 f"after restart the device does not run the new firmware (it reports {running!r})",
                 device=identity.device_id,
@@ -327,7 +334,15 @@ def flash_candidate(
         if device is not None:
             with contextlib.suppress(Exception):
                 device.close()
-    return FlashOutcome(candidate.description, identity, running, monotonic() - started, error)
+    return FlashOutcome(candidate.description, identity, running, monotonic() - started, error, layout)
+
+
+def _placement_on_board(placement: EspPlacement, device: Device, identity: DeviceIdentity) -> EspPlacement:
+    """The layout rules once the board is known: its chip, and its partition table when none was given."""
+    read_flash = getattr(device, "read_flash", None)
+    if read_flash is None:
+        raise WrongTarget("this device cannot take an ESP image", device=identity.device_id)
+    return judge_on_board(placement, chip=identity.platform, read_flash=read_flash, device=identity.device_id)
 
 
 def outcome_json(outcome: FlashOutcome, flash_input: FlashInput) -> dict[str, object]:
@@ -351,6 +366,7 @@ def outcome_json(outcome: FlashOutcome, flash_input: FlashInput) -> dict[str, ob
             {"name": m.name, "kind": m.kind, "address": m.address, "size": m.size, "sha256": m.sha256}
             for m in flash_input.images
         ],
+        "layout": outcome.layout,
         "verified": outcome.passed,
         "running": outcome.running,
         "seconds": round(outcome.seconds, 3),
@@ -386,6 +402,14 @@ def _parse_address(_ctx: click.Context, _param: click.Parameter, value: str | No
 @click.option("--device", "device_id", metavar="ID", help="The device ID (Particle) or MAC (ESP) to flash.")
 @click.option("--port", metavar="PORT", help="The port to flash: a USB port path (1-1.4) or a serial port.")
 @click.option("--address", metavar="ADDR", callback=_parse_address, help="Flash address of a raw ESP image.")
+@click.option("--raw", is_flag=True, help="FILE is data, no ESP header: write it to the data partition at --address.")
+@click.option(
+    "--partition-table",
+    "partition_table",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="The partition table the ESP board has (else it is read back from 0x8000); not written.",
+)
 @click.option(
     "--trusted",
     "trusted",
@@ -404,6 +428,8 @@ def flash(
     device_id: str | None,
     port: str | None,
     address: int | None,
+    raw: bool,
+    partition_table: str | None,
     trusted: tuple[str, ...],
     as_json: bool,
     simulate: str | None,
@@ -413,7 +439,7 @@ def flash(
     if device_id is not None and port is not None:
         raise click.UsageError("give --device or --port, not both")
     try:
-        flash_input = load_flash_input(file, address=address, trusted=trusted)
+        flash_input = load_flash_input(file, address=address, trusted=trusted, raw=raw, partition_table=partition_table)
     except FirmwareError as exc:
         # A bundle that fails verification is a failed check (1); anything else unusable input (2).
         _refuse(ctx, file, as_json, str(exc), Reason.BAD_INPUT, exc.exit_code, exc.hint)
@@ -444,6 +470,8 @@ def flash(
         i = outcome.identity
         assert i is not None
         runs = f"; runs {outcome.running}" if outcome.running else ""
+        if outcome.layout:
+            runs += f"; {outcome.layout}"
         total = sum(m.size for m in flash_input.images)
         click.echo(
             f"PASS {candidate.slot} {i.platform} {i.device_id}: wrote and verified {total} bytes"
