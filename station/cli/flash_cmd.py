@@ -144,11 +144,9 @@ def load_flash_input(
     partition_table: str | None = None,
 ) -> FlashInput:
     """What FILE holds, by content: a release bundle, a Particle module, or an ESP image (.bin or Intel HEX)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    from firmware_tools.fileio import read_regular_file
+
+    head = read_regular_file(path, 3, what="firmware file or bundle")[:4]
     if head == _ZIP_MAGIC and not raw:
         if address is not None:
             raise InputError("--address does not apply to a bundle: its manifest says where each image goes")
