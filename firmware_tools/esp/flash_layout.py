@@ -317,6 +317,7 @@ def layout_checks(
                     "was built with another CONFIG_PARTITION_TABLE_OFFSET)",
                 )
         elif piece.kind is Kind.APP:
+            part = next((p for p in apps if p.offset == piece.address), None)
             if table is None:
                 if piece.address != DEFAULT_APP_OFFSET:
                     fail(
@@ -325,9 +326,7 @@ def layout_checks(
                         f"{at} is an app, and without a partition table the only app partition known is the "
                         f"default factory at {DEFAULT_APP_OFFSET:#x}; put it there or give the partition table",
                     )
-                continue
-            part = next((p for p in apps if p.offset == piece.address), None)
-            if part is None:
+            elif part is None:
                 fail(
                     piece.name,
                     "app-partition",
@@ -372,13 +371,18 @@ def layout_checks(
                 f"{at} ends at {piece.end:#x}, beyond the {flash_size // (1024 * 1024)} MB flash the bootloader "
                 "header declares; move it down or build the bootloader for a larger flash",
             )
-    for a, b in itertools.pairwise(sorted(pieces, key=lambda p: (p.address, p.end))):
-        if b.address < a.end:
+    # Each piece against the one reaching furthest before it, so every overlapped piece is named.
+    furthest: Piece | None = None
+    for b in sorted(pieces, key=lambda p: (p.address, p.end)):
+        if furthest is not None and b.address < furthest.end:
+            a = furthest
             fail(
                 b.name,
                 "overlap",
                 f"{b.name} at {b.address:#x} starts inside {a.name} ({a.address:#x}..{a.end:#x}); move one of them",
             )
+        if furthest is None or b.end > furthest.end:
+            furthest = b
     if table is not None and flash_size is not None:
         for part in table.partitions:
             if part.offset + part.size > flash_size:
