@@ -3,6 +3,7 @@ of the rules, every range/alignment mutation of a partition table refused, and t
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -331,3 +332,23 @@ def test_the_issues_release_is_refused_and_the_right_one_releases_and_verifies(
     assert code == 0, out
     result = CliRunner().invoke(fwtool, ["verify", str(good), "--trusted", str(pub)])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("source", [_own_files, _fixture_files], ids=["own-encoders", "fixtures"])
+def test_validate_checks_address_file_arguments_as_one_layout(tmp_path: Path, source: object) -> None:
+    files = source(tmp_path)  # type: ignore[operator]
+    bad = CliRunner().invoke(
+        fwtool, ["validate", "--json", f"0x0={files['boot']}", f"0x8000={files['table']}", f"0x20000={files['app']}"]
+    )
+    assert bad.exit_code == 1
+    layout = json.loads(bad.output)[-1]
+    assert layout["format"] == "esp-layout" and layout["ok"] is False
+    failed = {c["name"] for c in layout["checks"] if c["ok"] is False}
+    assert failed == {"boot.bin: bootloader-offset", "app.bin: app-partition"} or failed == {
+        "bootloader_esp32.bin: bootloader-offset",
+        "helloworld-esp32.bin: app-partition",
+    }
+    good = CliRunner().invoke(
+        fwtool, ["validate", f"0x1000={files['boot']}", f"0x8000={files['table']}", f"0x10000={files['app']}"]
+    )
+    assert good.exit_code == 0, good.output
