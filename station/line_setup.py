@@ -83,4 +83,17 @@ def prepare_line(
         sync_product=sync_product,
         sync_group=sync_group,
     )
+    if profile.unit_data is not None:
+        from dataclasses import replace
+
+        from station.line.unit_data import unit_data_plan
+
+        unit = unit_data_plan(
+            profile.unit_data,
+            where=f"{profile.path} [unit_data]",
+            base_dir=profile.path.parent,
+            bundle=bundle,
+            station_id=profile.station_id,
+        )
+        plan = replace(plan, unit_data=unit)
     return PreparedLine(profile, bundle, bundle_sha256, plan, cloud)

@@ -38,6 +38,7 @@ _KEYS = {
     "operator",
     "slots",
     "cloud",
+    "unit_data",
 }
 
 
@@ -55,6 +56,7 @@ class Profile:
     operator: str | None = None
     slot_labels: Mapping[str, str] = field(default_factory=dict)
     cloud: Mapping[str, Any] | None = None
+    unit_data: Mapping[str, Any] | None = None  # [unit_data], checked against the bundle by station.line.unit_data
 
     def label(self, port_path: str) -> str:
         return self.slot_labels.get(port_path, port_path)
@@ -129,6 +131,9 @@ def profile_from_mapping(raw: Mapping[str, Any], path: Path) -> Profile:
                 raise _fail(path, f"slot label for {port!r} must be a non-empty string")
             labels[str(port)] = label
     cloud = _optional(path, raw, "cloud", dict, "a table", None)
+    unit_data = _optional(path, raw, "unit_data", dict, "a table", None)
+    if unit_data is not None and mode is not LineMode.FLASH:
+        raise _fail(path, '[unit_data] is written while flashing: it needs mode = "flash"')
     return Profile(
         path=path,
         station_id=station_id,
@@ -142,4 +147,5 @@ def profile_from_mapping(raw: Mapping[str, Any], path: Path) -> Profile:
         operator=operator,
         slot_labels=labels,
         cloud=cloud,
+        unit_data=unit_data,
     )

@@ -444,7 +444,7 @@ class Registry:
             " WHERE device_id = (SELECT device_id FROM attempts WHERE id = :id)",
             {"now": now, "id": attempt_id, "result": result.value, "decided": int(decided)},
         )
-        unit_serials.settle_in(conn, attempt_id, result.value, now)
+        unit_serials.settle_in(conn, attempt_id, result.value, code, now)
 
     # -- per-unit serial numbers (issue 13) -----------------------------------------------------
 

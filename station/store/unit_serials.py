@@ -95,9 +95,15 @@ def reserve_in(conn: sqlite3.Connection, attempt_id: int, source: SerialSource, 
     return serial
 
 
-def settle_in(conn: sqlite3.Connection, attempt_id: int, result: str, now: float) -> None:
+# A job that timed out may still be writing when the line gives up on it: its number is not reused.
+_UNSURE_FAILURES = frozenset({"timeout", "interrupted"})
+
+
+def settle_in(conn: sqlite3.Connection, attempt_id: int, result: str, error_code: str | None, now: float) -> None:
     """What the attempt's end means for its reserved number (inside the transaction that ends it)."""
     state = {"pass": "used", "fail": "free"}.get(result, "lost")
+    if state == "free" and error_code in _UNSURE_FAILURES:
+        state = "lost"
     conn.execute(
         "UPDATE unit_serials SET state = ?, updated_at = ?,"
         " attempt_id = CASE WHEN ? = 'free' THEN NULL ELSE attempt_id END"
