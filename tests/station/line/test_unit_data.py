@@ -132,10 +132,10 @@ def test_eight_boards_get_eight_serials_and_the_generators_bytes(tmp_path: Path)
 
 def test_a_failed_board_gives_its_number_back_and_a_list_is_consumed_once(tmp_path: Path) -> None:
     (tmp_path / "serials.txt").write_text("# from the MES\nA-100\nA-101\nA-102\n")
-    profile = _line(tmp_path, 'serial_list = "serials.txt"\n')
+    profile = _line(tmp_path, 'serial_list = "serials.txt"\n', app_size=100_000)
     db = tmp_path / "station.db"
     # The second board disconnects mid-write (after its number was reserved).
-    _run_line(profile, db, "esp32:1,esp32!disconnect@3", 2).close()
+    _run_line(profile, db, "esp32:1,esp32!disconnect@2", 2).close()
     with Registry(db, create=False) as registry:
         by_result = {a.result: a for a in registry.history()}
         assert set(by_result) == {AttemptResult.PASS, AttemptResult.FAIL}
