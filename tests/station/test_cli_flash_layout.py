@@ -149,3 +149,14 @@ def test_raw_data_goes_to_a_data_partition_of_a_known_table_only(tmp_path: Path,
     code, out, err = _flash(str(data), "--raw", "--address", "0x110000", bench=bench)
     assert code == 0, err
     assert "partition 'rfdata', by the partition table read back from the board at 0x8000" in out
+
+
+def test_station_check_refuses_the_issues_bundle(tmp_path: Path) -> None:
+    good, bad, pub = _bundles(_own(), tmp_path)
+    for bundle, code in ((good, 0), (bad, 1)):
+        profile = tmp_path / f"{bundle.stem}.toml"
+        profile.write_text(f'station_id = "s1"\nbundle = "{bundle.name}"\ntrusted_keys = ["{pub.name}"]\n')
+        result = CliRunner().invoke(station, ["check", "--profile", str(profile)])
+        assert result.exit_code == code, result.output
+        if code:
+            assert "bootloader-offset" in result.stderr and "app-partition" in result.stderr
