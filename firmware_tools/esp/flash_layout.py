@@ -11,7 +11,6 @@ Every broken rule is one named failed Check saying the address, the partition an
 from __future__ import annotations
 
 import enum
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -227,9 +226,13 @@ def table_checks(
     for dup in sorted({n for n in names if names.count(n) > 1}):
         reason = f"{names.count(dup)} partitions are named {dup!r}; rename all but one"
         fails.append(Check("table-names", False, reason))
-    spans = sorted(table.partitions, key=lambda p: (p.offset, p.size))
-    for a, b in itertools.pairwise(spans):
-        if b.offset < a.offset + a.size:
+    # Each partition against the one reaching furthest before it, so every overlapped one is named.
+    reach: Partition | None = None
+    for b in sorted(table.partitions, key=lambda p: (p.offset, p.size)):
+        a = reach
+        if reach is None or b.offset + b.size > reach.offset + reach.size:
+            reach = b
+        if a is not None and b.offset < a.offset + a.size:
             fails.append(
                 Check(
                     "table-overlap",

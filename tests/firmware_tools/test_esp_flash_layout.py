@@ -3,6 +3,7 @@ of the rules, every range/alignment mutation of a partition table refused, and t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from pathlib import Path
@@ -352,3 +353,34 @@ def test_validate_checks_address_file_arguments_as_one_layout(tmp_path: Path, so
         fwtool, ["validate", f"0x1000={files['boot']}", f"0x8000={files['table']}", f"0x10000={files['app']}"]
     )
     assert good.exit_code == 0, good.output
+
+
+def _breaks_range_or_alignment(partitions: list[Partition]) -> bool:
+    """The issue's table rules, stated again: aligned (apps 64 KiB, others 4 KiB; sizes 4 KiB), above
+    the table's sector at 0x8000, inside the largest flash (128 MB), not empty, not overlapping."""
+    for p in partitions:
+        if p.offset % (0x10000 if p.type == 0 else 0x1000) or p.size % 0x1000 or not p.size:
+            return True
+        if p.offset < 0x9000 or p.offset + p.size > 128 * 1024 * 1024:
+            return True
+        if (p.type, p.subtype) == (1, 2) and p.size < 0x3000 and not p.flags & 2:
+            return True  # a read/write NVS partition needs three pages
+    spans = sorted((p.offset, p.offset + p.size) for p in partitions)
+    return any(b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, len(SINGLE_APP) - 1),
+    st.sampled_from(["offset", "size"]),
+    st.one_of(
+        st.integers(0, 0xFFFFFFFF),
+        st.integers(0, 0x800).map(lambda n: n * 0x1000),
+        st.integers(0, 4).map(lambda n: n * 0x1000),
+    ),
+)
+def test_any_field_value_that_breaks_a_rule_is_refused(index: int, field: str, value: int) -> None:
+    mutated = [p if i != index else dataclasses.replace(p, **{field: value}) for i, p in enumerate(SINGLE_APP)]
+    table = parse_partition_table(build_partition_table(mutated, with_md5=False))
+    refused = any(c.ok is False for c in table.checks())
+    assert refused == _breaks_range_or_alignment(mutated)
