@@ -2,15 +2,16 @@
 
 Reading walks the records once, checking each as intelhex does (length, checksum, type, overlap) and
 the span they cover as it goes, so a file whose records lie 32 MiB apart is refused before any
-buffer is made; the flat image is then built in one bytearray of exactly that span. intelhex itself
+buffer is made; records in order are appended as they come, others sorted into one buffer of
+exactly the span. intelhex itself
 keeps a dict entry per byte (a 30 MiB file costs it 1.5 GB), so it writes HEX here and is the
 reference the reader is tested against, but is not handed untrusted files to read.
 """
 
 from __future__ import annotations
 
+import binascii
 import io
-from array import array
 
 from firmware_tools.errors import FormatError
 
@@ -39,13 +40,23 @@ def _bad(message: str, name: str | None, line: int) -> FormatError:
     return FormatError(f"not a valid Intel HEX file: line {line}: {message}", file=name)
 
 
+def _span_refused(low: int, end: int, number: int, name: str | None) -> FormatError:
+    return FormatError(
+        f"Intel HEX records span more than {MAX_SPAN} bytes (line {number} reaches {end - 1:#x}, "
+        f"the lowest address is {low:#x})",
+        file=name,
+        hint="a firmware image is contiguous; split the file per flash region",
+    )
+
+
 def hex_to_bin(raw: bytes, *, name: str | None = None) -> tuple[bytes, int]:
     """The bytes from the lowest to the highest address the file gives, and that lowest address."""
-    addresses = array("Q")  # where each data record goes
-    starts = array("Q")  # where its bytes sit in ``payload``
-    payload = bytearray()
+    # Records in ascending order (what every linker writes) are appended to ``image``, each gap
+    # starting a new run; the first record out of order switches to collecting (address, bytes).
+    image = bytearray()
+    runs: list[tuple[int, int]] = []  # (address, index in image) where each contiguous run starts
+    scattered: list[tuple[int, bytes]] | None = None
     low, high = -1, -1  # lowest address, one past the highest
-    ascending = True
     offset = 0
     for number, line in enumerate(raw.splitlines(), 1):
         line = line.strip()
@@ -54,37 +65,39 @@ def hex_to_bin(raw: bytes, *, name: str | None = None) -> tuple[bytes, int]:
         if line[:1] != b":":
             raise _bad("a record does not start with ':'", name, number)
         try:
-            record = bytes.fromhex(line[1:].decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
+            record = binascii.unhexlify(line[1:])
+        except (binascii.Error, ValueError):
             raise _bad("a record holds characters that are not hex digits", name, number) from None
-        if len(record) < _MIN_RECORD_BYTES or len(record) != _MIN_RECORD_BYTES + record[0]:
+        length = record[0] if record else -1
+        if length < 0 or len(record) != _MIN_RECORD_BYTES + length:
             raise _bad("the record's length byte does not match its length", name, number)
         if sum(record) & 0xFF:
             raise _bad("checksum mismatch", name, number)
-        length, kind = record[0], record[3]
-        field = int.from_bytes(record[1:3], "big")
-        data = record[4:-1]
+        field, kind = (record[1] << 8) | record[2], record[3]
         if kind == _DATA:
             if not length:
                 continue
             address = offset + field
             end = address + length
             if low < 0:
-                low, high = address, end
-            else:
-                ascending = ascending and address >= high
-                low, high = min(low, address), max(high, end)
+                low = high = address
+            if scattered is None and address >= high:
+                if end - low > MAX_SPAN:
+                    # Refused while reading: nothing of that size is ever allocated.
+                    raise _span_refused(low, end, number, name)
+                if address > high or not runs:
+                    runs.append((address, len(image)))
+                image += record[4:-1]
+                high = end
+                continue
+            if scattered is None:
+                ends = [i for _, i in runs[1:]] + [len(image)]
+                scattered = [(a, bytes(image[i:e])) for (a, i), e in zip(runs, ends, strict=True)]
+                image = bytearray()
+            low, high = min(low, address), max(high, end)
             if high - low > MAX_SPAN:
-                # Refused while reading: nothing of that size is ever allocated.
-                raise FormatError(
-                    f"Intel HEX records span more than {MAX_SPAN} bytes (line {number} reaches {end - 1:#x}, "
-                    f"the lowest address is {low:#x})",
-                    file=name,
-                    hint="a firmware image is contiguous; split the file per flash region",
-                )
-            addresses.append(address)
-            starts.append(len(payload))
-            payload += data
+                raise _span_refused(low, end, number, name)
+            scattered.append((address, record[4:-1]))
         elif kind == _EOF:
             if length:
                 raise _bad("an end-of-file record carries data", name, number)
@@ -92,7 +105,7 @@ def hex_to_bin(raw: bytes, *, name: str | None = None) -> tuple[bytes, int]:
         elif kind in (_EXT_SEGMENT, _EXT_LINEAR):
             if length != 2 or field:
                 raise _bad("an extended address record must hold 2 bytes at address 0", name, number)
-            value = int.from_bytes(data, "big")
+            value = (record[4] << 8) | record[5]
             offset = value * 16 if kind == _EXT_SEGMENT else value << 16
         elif kind in (_START_SEGMENT, _START_LINEAR):
             if length != 4 or field:
@@ -101,17 +114,20 @@ def hex_to_bin(raw: bytes, *, name: str | None = None) -> tuple[bytes, int]:
             raise _bad(f"record type {kind} is not an Intel HEX record type", name, number)
     if low < 0:
         raise FormatError("Intel HEX file holds no data records", file=name)
-    sizes = [b - a for a, b in zip(starts, [*starts[1:], len(payload)], strict=True)]
-    order = range(len(addresses)) if ascending else sorted(range(len(addresses)), key=addresses.__getitem__)
-    image = bytearray([ERASED]) * (high - low)
+    if scattered is None:
+        if len(runs) == 1:
+            return bytes(image), low
+        ends = [i for _, i in runs[1:]] + [len(image)]
+        scattered = [(a, bytes(image[i:e])) for (a, i), e in zip(runs, ends, strict=True)]
+    scattered.sort(key=lambda r: r[0])
+    flat = bytearray([ERASED]) * (high - low)
     previous_end = -1
-    for i in order:
-        address, size = addresses[i], sizes[i]
+    for address, data in scattered:
         if address < previous_end:
             raise FormatError(f"Intel HEX records overlap at address {address:#x}", file=name)
-        previous_end = address + size
-        image[address - low : previous_end - low] = payload[starts[i] : starts[i] + size]
-    return bytes(image), low
+        previous_end = address + len(data)
+        flat[address - low : previous_end - low] = data
+    return bytes(flat), low
 
 
 def bin_to_hex(data: bytes, address: int) -> bytes:
