@@ -153,7 +153,9 @@ def esp_layout_checks(
     if table_offset is None:
         table_offset = tables[0].address if tables else DEFAULT_TABLE_OFFSET
     pieces = [f.piece for f in facts if f.piece is not None]
-    return layout_checks(pieces, chip=chip, table=tables[0].table if tables else None, table_offset=table_offset)
+    table = tables[0].table if tables else None
+    # Each image's chip is already one of its own checks (describe_esp's expectation).
+    return layout_checks(pieces, chip=chip, table=table, table_offset=table_offset, check_chip=False)
 
 
 def _sector_check(address: int) -> Check:

@@ -264,6 +264,7 @@ def layout_checks(
     table: PartitionTable | None,
     table_offset: int = DEFAULT_TABLE_OFFSET,
     flash_size: int | None = None,
+    check_chip: bool = True,
 ) -> tuple[tuple[str, Check], ...]:
     """Every layout rule over ``pieces`` for a board of ``chip``, as ``(piece name or "table", check)``.
 
@@ -271,6 +272,7 @@ def layout_checks(
 
     ``table`` is the partition table that will be on the board (the bundle's, one given, or one read
     back); ``flash_size`` defaults to what a bootloader among ``pieces`` declares in its header.
+    ``check_chip=False`` leaves the chip rule to a caller that checks each image's chip already.
     """
     found = chip_by_name(chip)
     chip_key = found.key if found else chip
@@ -287,7 +289,7 @@ def layout_checks(
     datas = [p for p in table.partitions if p.type == TYPE_DATA] if table is not None else []
     for piece in pieces:
         at = f"{piece.name} at {piece.address:#x}"
-        if piece.chip is not None and piece.chip != chip_key:
+        if check_chip and piece.chip is not None and piece.chip != chip_key:
             other = chip_by_name(piece.chip)
             fail(
                 piece.name,
