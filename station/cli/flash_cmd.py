@@ -37,9 +37,6 @@ from station.line.plan import Target, flash_images, target_of
 _FUNCTION_BY_KIND = {kind: code for code, kind in PARTICLE_KIND_BY_FUNCTION.items()}
 _ZIP_MAGIC = b"PK\x03\x04"
 _ESP_MAGIC = 0xE9
-# Where an ESP app goes when neither --address nor the file says (ESP-IDF's default factory app offset).
-DEFAULT_ESP_APP_ADDRESS = 0x10000
-DEFAULT_ESP_PARTITION_TABLE_ADDRESS = 0x8000
 _PARTICLE_FAMILIES = frozenset({Family.PARTICLE_DFU, Family.PARTICLE_SERIAL})
 _ESP_FAMILIES = frozenset({Family.ESP})
 
