@@ -8,7 +8,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from firmware_tools.errors import FirmwareError
+from firmware_tools.errors import FirmwareError, FormatError
 
 
 def write_atomic(path: str | Path, data: bytes, *, mode: int | None = None) -> None:
@@ -43,6 +43,57 @@ def write_atomic(path: str | Path, data: bytes, *, mode: int | None = None) -> N
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def read_regular_file(path: str | Path, limit: int, *, what: str = "file") -> bytes:
+    """At most ``limit + 1`` bytes of ``path``, refusing anything but a regular file before reading.
+
+    Opened non-blocking and checked on the open descriptor: a FIFO, a terminal or a device would
+    otherwise block the read forever (or never end), and a check by name alone races a swap.
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise FormatError(f"cannot read: {exc.strerror}", file=str(p)) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(
+                f"not a regular file ({_file_type(st.st_mode)}); a {what} is read from a regular file only",
+                file=str(p),
+                hint="copy it to a file first",
+            )
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read(limit + 1)
+    except OSError as exc:
+        raise FormatError(f"cannot read: {exc.strerror}", file=str(p)) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def is_regular_file(path: str | Path) -> bool:
+    """Whether ``path`` names a regular file (following symlinks), without opening it."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return "not a plain file"
 
 
 def default_mode(target: Path) -> int:

@@ -63,6 +63,8 @@ class FirmwareFile:
 
 def read_firmware(path: str | Path) -> FirmwareFile:
     """Read a .bin or Intel HEX file (told apart by content), bounded in size."""
+    from firmware_tools.fileio import read_regular_file
+
     p = Path(path)
     try:
         st = p.stat()
@@ -73,12 +75,8 @@ def read_firmware(path: str | Path) -> FirmwareFile:
     too_large = f"larger than the {MAX_FIRMWARE_BYTES} bytes a firmware image may be"
     if st.st_size > MAX_FIRMWARE_BYTES:
         raise FormatError(f"file is {st.st_size} bytes, {too_large}", file=str(p))
-    try:
-        # Bounded even where the size was not known up front (a pipe, a device).
-        with p.open("rb") as fh:
-            raw = fh.read(MAX_FIRMWARE_BYTES + 1)
-    except OSError as exc:
-        raise FormatError(f"cannot read: {exc.strerror}", file=str(p)) from exc
+    # A FIFO or a device is refused before any blocking read; the read stays bounded.
+    raw = read_regular_file(p, MAX_FIRMWARE_BYTES, what="firmware file")
     if len(raw) > MAX_FIRMWARE_BYTES:
         raise FormatError(f"file is {too_large}", file=str(p))
     if not raw:

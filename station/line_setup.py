@@ -85,6 +85,19 @@ def prepare_line(
         sync_product=sync_product,
         sync_group=sync_group,
     )
+    if profile.unit_data is not None:
+        from dataclasses import replace
+
+        from station.line.unit_data import unit_data_plan
+
+        unit = unit_data_plan(
+            profile.unit_data,
+            where=f"{profile.path} [unit_data]",
+            base_dir=profile.path.parent,
+            bundle=bundle,
+            station_id=profile.station_id,
+        )
+        plan = replace(plan, unit_data=unit)
     labels: LabelConfig | None = None
     if profile.label_printer is not None:
         from station.labels.printer import LabelConfig

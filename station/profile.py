@@ -43,6 +43,7 @@ _KEYS = {
     "scan",
     "label",
     "station_key",
+    "unit_data",
 }
 
 
@@ -69,6 +70,7 @@ class Profile:
     scan: ScanPolicy = ScanPolicy.OFF
     label_printer: Mapping[str, Any] | None = None  # the [label] section, read by station.labels
     station_key: Path | None = None  # the audit signing key; default: station.key next to the registry
+    unit_data: Mapping[str, Any] | None = None  # [unit_data], checked against the bundle by station.line.unit_data
 
     def label(self, port_path: str) -> str:
         return self.slot_labels.get(port_path, port_path)
@@ -152,6 +154,9 @@ def profile_from_mapping(raw: Mapping[str, Any], path: Path) -> Profile:
         raise _fail(path, f"scan: {exc}") from exc
     label_section = _optional(path, raw, "label", dict, "a table", None)
     station_key = _optional(path, raw, "station_key", str, "a path string", None)
+    unit_data = _optional(path, raw, "unit_data", dict, "a table", None)
+    if unit_data is not None and mode is not LineMode.FLASH:
+        raise _fail(path, '[unit_data] is written while flashing: it needs mode = "flash"')
     return Profile(
         path=path,
         station_id=station_id,
@@ -169,4 +174,5 @@ def profile_from_mapping(raw: Mapping[str, Any], path: Path) -> Profile:
         scan=scan,
         label_printer=label_section,
         station_key=None if station_key is None else base / station_key,
+        unit_data=unit_data,
     )

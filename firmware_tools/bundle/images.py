@@ -6,6 +6,7 @@ checked are derived by one piece of code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from firmware_tools.bundle.manifest import (
@@ -16,9 +17,10 @@ from firmware_tools.bundle.manifest import (
     ParticleFacts,
     Target,
 )
-from firmware_tools.bundle.partition_table import looks_like_partition_table, parse_partition_table
+from firmware_tools.bundle.partition_table import PartitionTable, looks_like_partition_table, parse_partition_table
 from firmware_tools.checks import Check, Expectations
 from firmware_tools.errors import FormatError, UnsupportedError
+from firmware_tools.esp.flash_layout import DEFAULT_TABLE_OFFSET, Kind, Piece, layout_checks, piece_of_image
 
 # Kinds the station can put on a board from a bundle. Assets, settings and resources travel other
 # ways (OTA, the device itself), so a release refuses them rather than ship what cannot be flashed.
@@ -36,22 +38,15 @@ FLASHABLE_KINDS = frozenset(
     }
 )
 
-# Where each chip's ROM looks for the second-stage bootloader (reference esp-app-image.md §3); used
-# to tell a bootloader without a descriptor (older ESP-IDF) from an app.
-_ESP_BOOTLOADER_OFFSET = {
-    "esp32": 0x1000,
-    "esp32s2": 0x1000,
-    "esp32p4": 0x2000,
-    "esp32c5": 0x2000,
-    "esp32s31": 0x2000,
-    "esp32h4": 0x2000,  # esptool 5.6 targets/esp32h4.py BOOTLOADER_FLASH_OFFSET
-}
 # ESP flash is erased in 4 KiB sectors; an image that does not start on one would erase its neighbour.
 ESP_SECTOR = 0x1000
 
 
 def esp_bootloader_offset(chip_key: str) -> int:
-    return _ESP_BOOTLOADER_OFFSET.get(chip_key, 0)
+    """Where the ROM of ``chip_key`` loads the bootloader from (esptool's BOOTLOADER_FLASH_OFFSET)."""
+    from firmware_tools.esp.flash_layout import bootloader_offset
+
+    return bootloader_offset(chip_key)
 
 
 @dataclass(frozen=True)
@@ -66,6 +61,9 @@ class ImageFacts:
     checks: tuple[Check, ...]
     # Particle: what the product id field means ("absent", "unset", "platform-id", "product-id").
     product_field: str | None = None
+    # ESP: the image as the layout rules see it, and the partition table when it is one.
+    piece: Piece | None = None
+    table: PartitionTable | None = None
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -118,16 +116,21 @@ def describe_esp(data: bytes, *, name: str | None, address: int, expect: Expecta
 
     if looks_like_partition_table(data):
         table = parse_partition_table(data, name=name)
+        piece = Piece(name or "partition-table", address, len(data), Kind.PARTITION_TABLE)
         return ImageFacts(
-            ImageKind.ESP_PARTITION_TABLE, address, None, None, None, (*table.checks(), _sector_check(address))
+            ImageKind.ESP_PARTITION_TABLE,
+            address,
+            None,
+            None,
+            None,
+            (*table.checks(table_offset=address), _sector_check(address)),
+            piece=piece,
+            table=table,
         )
     image = parse_esp_image(data, name=name)
-    if image.app is not None:
-        kind = ImageKind.ESP_APP
-    elif image.bootloader is not None or address == esp_bootloader_offset(image.chip_key):
-        kind = ImageKind.ESP_BOOTLOADER
-    else:
-        kind = ImageKind.ESP_APP
+    # The kind comes from the bytes: an address says where the image is put, not what it is.
+    piece = piece_of_image(image, name=name or "image", address=address)
+    kind = ImageKind.ESP_BOOTLOADER if piece.kind is Kind.BOOTLOADER else ImageKind.ESP_APP
     facts = EspFacts(
         chip=image.chip_key,
         chip_id=image.chip_id,
@@ -135,7 +138,24 @@ def describe_esp(data: bytes, *, name: str | None, address: int, expect: Expecta
         project_name=image.app.project_name if image.app is not None else None,
     )
     checks = (*check_image(image, expect).checks, _sector_check(address))
-    return ImageFacts(kind, address, Target(Family.ESP, chip=image.chip_key), None, facts, checks)
+    return ImageFacts(kind, address, Target(Family.ESP, chip=image.chip_key), None, facts, checks, piece=piece)
+
+
+def esp_layout_checks(
+    facts: Sequence[ImageFacts], *, chip: str, table_offset: int | None = None
+) -> tuple[tuple[str, Check], ...]:
+    """The layout rules (firmware_tools.esp.flash_layout) over the images of one ESP bundle.
+
+    ``table_offset`` is where the bootloader reads the table; by default where the bundle puts its
+    table (the signed manifest says so), else 0x8000.
+    """
+    tables = [f for f in facts if f.table is not None]
+    if table_offset is None:
+        table_offset = tables[0].address if tables else DEFAULT_TABLE_OFFSET
+    pieces = [f.piece for f in facts if f.piece is not None]
+    table = tables[0].table if tables else None
+    # Each image's chip is already one of its own checks (describe_esp's expectation).
+    return layout_checks(pieces, chip=chip, table=table, table_offset=table_offset, check_chip=False)
 
 
 def _sector_check(address: int) -> Check:

@@ -7,7 +7,6 @@ optional MD5 entry (EB EB, 14 x FF, MD5 of the entries before it), then 0xFF to 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import struct
 from dataclasses import dataclass
 
@@ -60,19 +59,11 @@ class PartitionTable:
             "md5_ok": self.md5_ok,
         }
 
-    def checks(self) -> tuple[Check, ...]:
-        md5 = self.md5_ok
-        md5_check = Check(
-            "md5",
-            md5,
-            {None: "no MD5 entry (older ESP-IDF)", True: "MD5 entry matches", False: "MD5 entry does not match"}[md5],
-        )
-        spans = sorted((p.offset, p.offset + p.size, p.label) for p in self.partitions)
-        clashes = [f"{b} overlaps {a}" for (_, end, a), (start, _, b) in itertools.pairwise(spans) if start < end]
-        overlap = Check(
-            "partitions", not clashes, "; ".join(clashes) or f"{len(self.partitions)} partitions, none overlap"
-        )
-        return (md5_check, overlap)
+    def checks(self, *, table_offset: int = DEFAULT_OFFSET, flash_size: int | None = None) -> tuple[Check, ...]:
+        """ESP-IDF's rules for a table (range, alignment, overlaps, names, MD5): firmware_tools.esp.flash_layout."""
+        from firmware_tools.esp.flash_layout import table_checks
+
+        return table_checks(self, table_offset=table_offset, flash_size=flash_size)
 
 
 def looks_like_partition_table(data: bytes) -> bool:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from firmware_tools.bundle.images import (
     ImageFacts,
     describe_esp,
     describe_particle,
+    esp_layout_checks,
     product_checks,
 )
 from firmware_tools.bundle.manifest import (
@@ -37,6 +37,7 @@ from firmware_tools.bundle.partition_table import looks_like_partition_table
 from firmware_tools.bundle.verify import verify_stream
 from firmware_tools.checks import Check, Expectations
 from firmware_tools.errors import CheckFailed, FirmwareError, FormatError, UnsupportedError
+from firmware_tools.esp.flash_layout import DEFAULT_TABLE_OFFSET
 from firmware_tools.fileio import write_atomic
 from firmware_tools.keys import SigningKey
 
@@ -155,7 +156,9 @@ def _prepare_esp(items: list[_Candidate]) -> Target:
     return first
 
 
-def _layout_checks(items: list[_Candidate], family: Family) -> list[tuple[str, Check]]:
+def _layout_checks(
+    items: list[_Candidate], family: Family, target: Target, table_offset: int
+) -> list[tuple[str, Check]]:
     failures: list[tuple[str, Check]] = []
     if family is Family.PARTICLE:
         slots: dict[tuple[str, int], str] = {}
@@ -166,10 +169,12 @@ def _layout_checks(items: list[_Candidate], family: Family) -> list[tuple[str, C
                 failures.append((c.name, Check("unique", False, f"{slot[0]} {slot[1]} is also given as {slots[slot]}")))
             slots[slot] = c.name
     else:
-        spans = sorted((c.address or 0, (c.address or 0) + len(c.data), c.name) for c in items)
-        for (_, end, before), (start, _, name) in itertools.pairwise(spans):
-            if start < end:
-                failures.append((name, Check("overlap", False, f"starts at {start:#x}, inside {before}")))
+        facts = [c.facts for c in items if c.facts is not None]
+        failures.extend(
+            (name, check)
+            for name, check in esp_layout_checks(facts, chip=target.chip or "", table_offset=table_offset)
+            if check.ok is False
+        )
     for c in items:
         assert c.facts is not None
         if c.facts.kind not in FLASHABLE_KINDS:
@@ -199,16 +204,19 @@ def build_release(
     notes: str = "",
     security_version: int | None = None,
     clock: Callable[[], datetime] = _now_utc,
+    partition_table_offset: int = DEFAULT_TABLE_OFFSET,
 ) -> Release:
     """Stamp, check, order, describe and sign ``inputs`` into a bundle held in memory.
 
+    ESP images must lie where the chip boots them (firmware_tools.esp.flash_layout);
+    ``partition_table_offset`` is the bootloader's CONFIG_PARTITION_TABLE_OFFSET.
     Raises ReleaseRefused (exit 1) naming every failed check, UnsupportedError / FormatError (exit 2)
     for inputs that cannot make a release at all.
     """
     family = _check_inputs(inputs)
     items = [_Candidate(i.name, bytes(i.data), i.address) for i in inputs]
     target = _prepare_particle(items, product_id, product_version) if family is Family.PARTICLE else _prepare_esp(items)
-    failures = _layout_checks(items, family)
+    failures = _layout_checks(items, family, target, partition_table_offset)
     for c in items:
         assert c.facts is not None
         failures.extend((c.name, check) for check in (*c.facts.checks, *c.extra) if check.ok is False)

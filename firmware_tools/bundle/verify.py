@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from firmware_tools.bundle import archive
-from firmware_tools.bundle.images import describe_image, product_checks
+from firmware_tools.bundle.images import ImageFacts, describe_image, esp_layout_checks, product_checks
 from firmware_tools.bundle.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -167,14 +167,14 @@ def _diff(entry: ImageEntry, got_kind: ImageKind, got_address: int, particle: ob
     return problems
 
 
-def _image_checks(out: _Checks, manifest: Manifest, entry: ImageEntry, data: bytes) -> None:
+def _image_checks(out: _Checks, manifest: Manifest, entry: ImageEntry, data: bytes) -> ImageFacts | None:
     t = manifest.target
     expect = Expectations(platform=t.platform_id) if t.family is Family.PARTICLE else Expectations(chip=t.chip)
     try:
         facts = describe_image(data, family=t.family, name=entry.name, address=entry.address, expect=expect)
     except FirmwareError as exc:
         out.add(f"{entry.name}: metadata", False, f"the image cannot be read as a {t.family.value} image: {exc}")
-        return
+        return None
     problems = _diff(entry, facts.kind, facts.address, facts.particle, facts.esp)
     if facts.target is not None and facts.target != t:
         problems.append("target: the image is for another device than the manifest's target")
@@ -186,6 +186,7 @@ def _image_checks(out: _Checks, manifest: Manifest, entry: ImageEntry, data: byt
     product = product_checks(facts, product_id=manifest.product.id, product_version=manifest.product_version)
     for check in (*facts.checks, *product):
         out.add(f"{entry.name}: {check.name}", check.ok, check.reason)
+    return facts
 
 
 def _verify_zip(
@@ -224,6 +225,7 @@ def _verify_zip(
     out.add("members", not problems, "; ".join(problems) if problems else "exactly the listed images")
 
     images: list[VerifiedImage] = []
+    described: list[ImageFacts] = []
     for entry in manifest.images:
         member = listing.get(entry.name)
         if member is None:
@@ -248,7 +250,13 @@ def _verify_zip(
         ):
             continue
         images.append(VerifiedImage.from_entry(entry, data))
-        _image_checks(out, manifest, entry, data)
+        facts = _image_checks(out, manifest, entry, data)
+        if facts is not None:
+            described.append(facts)
+    if manifest.target.family is Family.ESP and len(described) == len(manifest.images):
+        # Where the images go, judged as the chip boots (the same rules the release applied).
+        for piece, check in esp_layout_checks(described, chip=manifest.target.chip or ""):
+            out.add(f"{piece}: {check.name}", check.ok, check.reason)
     return BundleVerification(source, tuple(out.items), manifest, manifest_bytes, signer, tuple(images))
 
 

@@ -127,6 +127,15 @@ def _signing_key(
 @click.option("--notes", default="", help="Release notes recorded in the manifest.")
 @click.option("--passphrase-env", metavar="VAR", help="Read the key's passphrase from environment variable VAR.")
 @click.option("--allow-insecure-key", is_flag=True, help="Sign even if the key file is readable by group or others.")
+@click.option(
+    "--partition-table-offset",
+    "table_offset",
+    type=lambda v: int(v, 0),
+    default="0x8000",
+    show_default=True,
+    metavar="ADDR",
+    help="Where the ESP bootloader reads the partition table (its CONFIG_PARTITION_TABLE_OFFSET).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest written, as JSON.")
 def release(
     images: tuple[str, ...],
@@ -140,6 +149,7 @@ def release(
     notes: str,
     passphrase_env: str | None,
     allow_insecure_key: bool,
+    table_offset: int,
     as_json: bool,
 ) -> None:
     """Make a signed release bundle OUT from IMAGEs.
@@ -147,8 +157,9 @@ def release(
     Sign with --key NAME.key (mode 0600), or --key-env VAR to keep the key off disk (a CI secret).
     Particle modules are given as FILE: product id and version are stamped into the application
     (or checked, where already set), and modules are ordered as they must be flashed (bootloader,
-    radio stack, system parts, application). ESP images are given as ADDRESS=FILE. Every image is
-    validated; if any check fails nothing is written and the exit code is 1.
+    radio stack, system parts, application). ESP images are given as ADDRESS=FILE, and must lie
+    where the chip boots them (bootloader at the chip's offset, table at 0x8000, apps at app
+    partitions of the table). Every image is validated; if any check fails nothing is written and the exit code is 1.
     """
     from firmware_tools.bundle import build_release, write_bundle
 
@@ -166,6 +177,7 @@ def release(
         product_name=product_name or f"product {product_id}",
         notes=notes,
         security_version=security_version,
+        partition_table_offset=table_offset,
     )
     write_bundle(out, result)
     if as_json:

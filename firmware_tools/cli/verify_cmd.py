@@ -78,6 +78,10 @@ def verify(
 
 
 def _is_pem(path: Path) -> bool:
+    from firmware_tools.fileio import is_regular_file
+
+    if not is_regular_file(path):
+        return False  # never open a FIFO to peek; verify_bundle refuses it
     try:
         with path.open("rb") as fh:
             return fh.read(11) == b"-----BEGIN "

@@ -113,3 +113,37 @@ def _region_start(rom: Any, kind: str) -> int:
         if region == kind:
             return int(start)
     raise UnsupportedError(f"esptool's memory map of {rom.CHIP_NAME} has no {kind} region")
+
+
+def build_bootloader_image(*, chip: str = "esp32", flash_size: str = "4MB", seed: int = 0) -> bytes:
+    """A valid second-stage bootloader image for ``chip``: RAM segments only (the ROM copies them;
+    it maps nothing from flash), an esp_bootloader_desc_t at the start of the DRAM segment, and the
+    flash size in its header, which is what the chip's flash is configured from."""
+    target = chip_by_name(chip)
+    if target is None:
+        raise UnsupportedError(f"unknown chip {chip!r}; known: {known_chip_names()}")
+    size = _code_for(FLASH_SIZES, flash_size.upper(), "flash size")
+    freq = _code_for(target.flash_freqs, "40m", "flash freq") if "40m" in target.flash_freqs.values() else 0
+    rng = random.Random(seed)
+    descriptor = layout.BOOTLOADER_DESC.pack(
+        layout.BOOTLOADER_DESC_MAGIC, bytes(3), 1, IDF_VERSION, b"Jan  1 2026 12:00:00", bytes(16)
+    )
+    image = new_image(target.key)
+    rom = image.ROM_LOADER
+    iram = _region_start(rom, "IRAM")
+    dram = _region_start(rom, "DRAM") + _DRAM_GAP
+    image.segments = [
+        image_section(".dram0.data", dram, descriptor + rng.randbytes(_DRAM_SIZE)),
+        image_section(".iram_loader.text", iram + 0x1000, rng.randbytes(_IRAM_SIZE)),
+        image_section(".iram.text", iram, rng.randbytes(_IRAM_SIZE)),
+    ]
+    image.entrypoint = iram
+    image.flash_mode = _code_for(FLASH_MODES, "DIO", "flash mode")
+    image.flash_size_freq = (size << 4) | freq
+    image.append_digest = True
+    try:
+        with quiet():
+            out = image.save(None)
+    except Exception as exc:
+        raise FormatError(f"esptool cannot lay out a {target.name} bootloader: {exc}") from exc
+    return bytes(out)

@@ -58,6 +58,7 @@ def check(ctx: click.Context, profile_path: str, as_json: bool) -> None:
             for i in plan.images
         ],
         "slots": dict(profile.slot_labels),
+        "unit_data": None if plan.unit_data is None else plan.unit_data.describe(),
         "cloud": None if line.cloud is None else {"product": line.cloud.product, "token": token_state},
     }
     if as_json:
@@ -75,6 +76,8 @@ def check(ctx: click.Context, profile_path: str, as_json: bool) -> None:
             click.echo(f"    {i.address:#010x}  {i.kind:<20} {i.size:>9} bytes  {i.name}")
     else:
         click.echo("  each board: identify and record only (firmware goes on over the air at setup)")
+    if plan.unit_data is not None:
+        click.echo(f"  {plan.unit_data.describe()}")
     for port, label in sorted(profile.slot_labels.items()):
         click.echo(f"  slot {label} = port {port}")
     if line.cloud is not None:

@@ -22,22 +22,24 @@ from typing import NoReturn
 
 import click
 
-from firmware_tools.bundle.images import ImageFacts, describe_esp, describe_particle, esp_bootloader_offset
-from firmware_tools.bundle.manifest import PARTICLE_KIND_BY_FUNCTION, ImageKind
+from firmware_tools.bundle.images import ImageFacts, describe_esp, describe_particle
+from firmware_tools.bundle.manifest import PARTICLE_KIND_BY_FUNCTION
 from firmware_tools.checks import Expectations
 from firmware_tools.errors import FirmwareError
 from firmware_tools.formats import read_firmware
 from station.cli.devices_cmd import error_json, identify_candidate, open_sources, source_problems
-from station.devices.base import DeviceDescription, DeviceIdentity, Family, FlashImage, Phase, Progress
+from station.devices.base import Device, DeviceDescription, DeviceIdentity, Family, FlashImage, Phase, Progress
+from station.devices.esp_placement import EspPlacement, judge_on_board, place_esp_image
 from station.devices.families import families_taking, family_of
 from station.devices.family import Bus, FirmwareKind, Target
 from station.discovery.base import Candidate, Source, scan_all
-from station.errors import DeviceError, InputError, Reason, StationError
+from station.errors import DeviceError, InputError, Reason, StationError, WrongTarget
 from station.line.events import Event, ProgressEvent
 from station.line.job import JobContext, run_job
 from station.line.plan import JobPlan, flash_images, target_of
 from station.profile import LineMode, VerifyPolicy
 from station.store.models import AttemptResult, RunContext, Slot
+from station.store.unit_serials import SerialSource
 
 _FUNCTION_BY_KIND = {kind: code for code, kind in PARTICLE_KIND_BY_FUNCTION.items()}
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -63,6 +65,8 @@ class FlashInput:
     target: Target | None  # None: any device of ``families`` (an ESP partition table alone)
     images: tuple[FlashImage, ...]
     product: str | None = None  # bundles: "name v3 (id 4242)"
+    # A single ESP image: where it goes, judged again on the board when the board's table decides.
+    esp_placement: EspPlacement | None = None
 
     @property
     def label(self) -> str:
@@ -116,24 +120,15 @@ def _particle_input(name: str, data: bytes, address: int | None) -> FlashInput:
     return FlashInput(name, "particle-module", _PARTICLE_FAMILIES, target, (image,))
 
 
-def _esp_input(name: str, data: bytes, address: int | None, base_address: int | None) -> FlashInput:
-    guess = address if address is not None else base_address
-    facts = describe_esp(
-        data, name=name, address=guess if guess is not None else DEFAULT_ESP_APP_ADDRESS, expect=Expectations()
-    )
-    if guess is None:
-        if facts.kind is ImageKind.ESP_BOOTLOADER and facts.esp is not None:
-            guess = esp_bootloader_offset(facts.esp.chip)
-        elif facts.kind is ImageKind.ESP_PARTITION_TABLE:
-            guess = DEFAULT_ESP_PARTITION_TABLE_ADDRESS
-        else:
-            guess = DEFAULT_ESP_APP_ADDRESS
-        facts = describe_esp(data, name=name, address=guess, expect=Expectations())
-    _failed_checks(facts, name)
-    kind = {ImageKind.ESP_APP: "app", ImageKind.ESP_BOOTLOADER: "bootloader"}.get(facts.kind, "partition-table")
-    image = FlashImage(name=Path(name).name, data=data, address=guess, kind=kind)
-    target = Target(chip=facts.esp.chip) if facts.esp is not None else None
-    return FlashInput(name, "esp-image", _ESP_FAMILIES, target, (image,))
+def _esp_input(
+    name: str, data: bytes, address: int | None, base_address: int | None, *, raw: bool, table_file: str | None
+) -> FlashInput:
+    placement = place_esp_image(name, data, address=address, base_address=base_address, raw=raw, table_file=table_file)
+    if not raw:
+        _failed_checks(describe_esp(data, name=name, address=placement.image.address, expect=Expectations()), name)
+    chip = placement.piece.chip
+    target = Target(chip=chip) if chip is not None else None
+    return FlashInput(name, "esp-image", _ESP_FAMILIES, target, (placement.image,), esp_placement=placement)
 
 
 def _bundle_input(path: str, trusted: Sequence[str]) -> FlashInput:
@@ -153,14 +148,19 @@ def _bundle_input(path: str, trusted: Sequence[str]) -> FlashInput:
     return FlashInput(path, "bundle", families, target, images, product)
 
 
-def load_flash_input(path: str, *, address: int | None, trusted: Sequence[str]) -> FlashInput:
+def load_flash_input(
+    path: str,
+    *,
+    address: int | None,
+    trusted: Sequence[str],
+    raw: bool = False,
+    partition_table: str | None = None,
+) -> FlashInput:
     """What FILE holds, by content: a release bundle, a Particle module, or an ESP image (.bin or Intel HEX)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    if head == _ZIP_MAGIC:
+    from firmware_tools.fileio import read_regular_file
+
+    head = read_regular_file(path, 3, what="firmware file or bundle")[:4]
+    if head == _ZIP_MAGIC and not raw:
         if address is not None:
             raise InputError("--address does not apply to a bundle: its manifest says where each image goes")
         return _bundle_input(path, trusted)
@@ -168,8 +168,8 @@ def load_flash_input(path: str, *, address: int | None, trusted: Sequence[str]) 
     data = firmware.data
     from firmware_tools.bundle.partition_table import looks_like_partition_table
 
-    if data[:1] == bytes([_ESP_MAGIC]) or looks_like_partition_table(data):
-        return _esp_input(path, data, address, firmware.base_address)
+    if raw or partition_table is not None or data[:1] == bytes([_ESP_MAGIC]) or looks_like_partition_table(data):
+        return _esp_input(path, data, address, firmware.base_address, raw=raw, table_file=partition_table)
     return _particle_input(path, data, address)
 
 
@@ -286,6 +286,7 @@ class FlashOutcome:
     running: str | None
     seconds: float
     error: StationError | None
+    layout: str | None = None  # ESP: what decided where the image went
 
     @property
     def passed(self) -> bool:
@@ -316,6 +317,13 @@ class _Unrecorded:
     ) -> None:
         return None
 
+    def reserve_unit_serial(self, attempt_id: int, source: SerialSource) -> str:
+        # The plan station flash builds has no [unit_data]; a serial needs a registry to reserve it in.
+        raise InputError("station flash keeps no registry, so it cannot hand out [unit_data] serial numbers")
+
+    def record_unit_data(self, attempt_id: int, unit_data: str) -> None:
+        return None
+
 
 def flash_candidate(
     candidate: Candidate,
@@ -341,12 +349,32 @@ def flash_candidate(
             progress(Progress(Phase(event.phase), event.done, event.total, event.image))
 
     ctx = JobContext(slot=candidate.slot, label=candidate.slot, emit=emit, monotonic=monotonic)
+    layout: list[str] = []
+    placement = flash_input.esp_placement
+    if placement is not None:
+
+        def place(device: Device, identity: DeviceIdentity) -> tuple[FlashImage, ...]:
+            placed = _placement_on_board(placement, device, identity)
+            layout.append(placed.note())
+            return (placed.image,)
+
+        ctx.place_images = place
     result = run_job(candidate.open, candidate.description, plan, _Unrecorded(), ctx)
     assert result is not None  # no runner here to abandon the job
     error = result.error
     if not result.passed and error is None:
         error = StationError(result.message, reason=result.reason or Reason.INTERNAL)
-    return FlashOutcome(candidate.description, result.identity, result.firmware, result.seconds, error)
+    return FlashOutcome(
+        candidate.description, result.identity, result.firmware, result.seconds, error, layout[0] if layout else None
+    )
+
+
+def _placement_on_board(placement: EspPlacement, device: Device, identity: DeviceIdentity) -> EspPlacement:
+    """The layout rules once the board is known: its chip, and its partition table when none was given."""
+    read_flash = getattr(device, "read_flash", None)
+    if read_flash is None:
+        raise WrongTarget("this device cannot take an ESP image", device=identity.device_id)
+    return judge_on_board(placement, chip=identity.platform, read_flash=read_flash, device=identity.device_id)
 
 
 def outcome_json(outcome: FlashOutcome, flash_input: FlashInput) -> dict[str, object]:
@@ -370,6 +398,7 @@ def outcome_json(outcome: FlashOutcome, flash_input: FlashInput) -> dict[str, ob
             {"name": m.name, "kind": m.kind, "address": m.address, "size": m.size, "sha256": m.sha256}
             for m in flash_input.images
         ],
+        "layout": outcome.layout,
         "verified": outcome.passed,
         "running": outcome.running,
         "seconds": round(outcome.seconds, 3),
@@ -405,6 +434,14 @@ def _parse_address(_ctx: click.Context, _param: click.Parameter, value: str | No
 @click.option("--device", "device_id", metavar="ID", help="The device ID (Particle) or MAC (ESP) to flash.")
 @click.option("--port", metavar="PORT", help="The port to flash: a USB port path (1-1.4) or a serial port.")
 @click.option("--address", metavar="ADDR", callback=_parse_address, help="Flash address of a raw ESP image.")
+@click.option("--raw", is_flag=True, help="FILE is data, no ESP header: write it to the data partition at --address.")
+@click.option(
+    "--partition-table",
+    "partition_table",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="The partition table the ESP board has (else it is read back from 0x8000); not written.",
+)
 @click.option(
     "--trusted",
     "trusted",
@@ -423,6 +460,8 @@ def flash(
     device_id: str | None,
     port: str | None,
     address: int | None,
+    raw: bool,
+    partition_table: str | None,
     trusted: tuple[str, ...],
     as_json: bool,
     simulate: str | None,
@@ -432,7 +471,7 @@ def flash(
     if device_id is not None and port is not None:
         raise click.UsageError("give --device or --port, not both")
     try:
-        flash_input = load_flash_input(file, address=address, trusted=trusted)
+        flash_input = load_flash_input(file, address=address, trusted=trusted, raw=raw, partition_table=partition_table)
     except FirmwareError as exc:
         # A bundle that fails verification is a failed check (1); anything else unusable input (2).
         _refuse(ctx, file, as_json, str(exc), Reason.BAD_INPUT, exc.exit_code, exc.hint)
@@ -463,6 +502,8 @@ def flash(
         i = outcome.identity
         assert i is not None
         runs = f"; runs {outcome.running}" if outcome.running else ""
+        if outcome.layout:
+            runs += f"; {outcome.layout}"
         total = sum(m.size for m in flash_input.images)
         click.echo(
             f"PASS {candidate.slot} {i.platform} {i.device_id}: wrote and verified {total} bytes"

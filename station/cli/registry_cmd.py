@@ -70,6 +70,8 @@ def attempt_json(record: AttemptRecord) -> dict[str, Any]:
         "phase": record.phase,
         "error_code": record.error_code,
         "error_message": record.error_message,
+        "unit_serial": record.unit_serial,
+        "unit_data": None if record.unit_data is None else json.loads(record.unit_data),
         "phases": [
             {"phase": p.phase, "started_at": iso_utc(p.started_at), "seconds": p.seconds} for p in record.phases
         ],
@@ -82,6 +84,8 @@ def attempt_line(record: AttemptRecord) -> str:
         f"{record.id:>7}  {local_time(record.started_at)}  {record.slot.name:<10} "
         f"{record.device_id or '-':<24}  {record.platform or '-':<10} {record.result.value.upper():<11} {seconds:>7}"
     )
+    if record.unit_serial is not None:
+        line += f"  serial {record.unit_serial}"
     if record.result.value in ("fail", "interrupted"):
         where = f" in {record.phase}" if record.phase else ""
         line += f"  {record.error_code or 'unknown'}{where}"

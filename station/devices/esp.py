@@ -646,6 +646,12 @@ class EspDevice(Device):
             done += image.size
             progress(Progress(Phase.VERIFY, done, total, image.name))
 
+    def read_flash(self, address: int, size: int) -> bytes:
+        """``size`` bytes of the board's flash from ``address`` (e.g. its partition table, its NVS)."""
+        esp = self._connected(no_progress)
+        with self._esptool(_Where("read", self.name, None, address)):
+            return bytes(esp.read_flash(address, size))
+
     def restart(self) -> None:
         from esptool.cmds import reset_chip
 

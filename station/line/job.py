@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
-from station.devices.base import Device, DeviceDescription, DeviceIdentity, Phase, Progress
-from station.errors import Reason, StationError, WrongTarget
+from station.devices.base import Device, DeviceDescription, DeviceIdentity, FlashImage, Phase, Progress
+from station.errors import Reason, StationError, VerifyMismatch, WrongTarget
 from station.line.events import (
     Event,
     EventSink,
@@ -31,6 +31,7 @@ from station.line.plan import JobPlan
 from station.line.scan import ScanDesk
 from station.profile import LineMode, VerifyPolicy
 from station.store.models import AttemptResult, RunContext, Slot
+from station.store.unit_serials import SerialSource
 
 # At most this many progress events per second per slot reach the sinks (MES and screens need no more).
 PROGRESS_EVENTS_PER_SECOND = 4
@@ -57,6 +58,11 @@ class AttemptRecorder(Protocol):
         enqueue_product: str | None = None,
         group: str | None = None,
     ) -> None: ...
+
+    # [unit_data] lines only: a serial number reserved (committed) before the write, and what was written.
+    def reserve_unit_serial(self, attempt_id: int, source: SerialSource) -> str: ...
+
+    def record_unit_data(self, attempt_id: int, unit_data: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,9 @@ class JobContext:
         self.scan_desk: ScanDesk | None = None
         self.waiting_scan = False  # the runner does not time out a board waiting for a person
         self.scan_waited = 0.0  # seconds spent waiting, not counted against the job's timeout
+        # Images decided only once the board is known (station flash of one ESP image: the layout
+        # rules need the board's chip and, without --partition-table, its partition table).
+        self.place_images: Callable[[Device, DeviceIdentity], tuple[FlashImage, ...]] | None = None
 
     def event(self, cls: type[Event], **fields: object) -> None:
         self.emit(cls(time=self.clock(), slot=self.slot, label=self.label, **fields))
@@ -169,12 +178,24 @@ def run_job(
             _scan(ctx, recorder, attempt_id, identity.device_id)
         if plan.mode is LineMode.FLASH:
             dev = device
-            timed(Phase.WRITE, lambda: dev.flash(plan.images, on_progress))
+            firmware = plan.images if ctx.place_images is None else ctx.place_images(dev, identity)
+            images = firmware
+            unit = plan.unit_data
+            if unit is not None:
+                # Committed before a byte is written: a crash after this never hands the number out again.
+                serial = recorder.reserve_unit_serial(attempt_id, unit.source)
+                rows = unit.rows(serial=serial, station=plan.station_id, now=ctx.clock())
+                nvs = unit.image(rows)
+                images = (*images, nvs)
+            timed(Phase.WRITE, lambda: dev.flash(images, on_progress))
             if plan.verify is VerifyPolicy.ALWAYS:
-                timed(Phase.VERIFY, lambda: dev.verify(plan.images, on_progress))
+                timed(Phase.VERIFY, lambda: dev.verify(images, on_progress))
+            if unit is not None:
+                _read_back(dev, nvs, identity.device_id)
+                recorder.record_unit_data(attempt_id, unit.record(rows, nvs))
             timed(Phase.RESTART, dev.restart)
             reported = dev.running_firmware()
-            if plan.confirm_version and dev.confirm(plan.images) is False:
+            if plan.confirm_version and dev.confirm(firmware) is False:
                 raise StationError(
                     f"after restart the device does not report the new firmware (it reports {reported!r})",
                     device=identity.device_id,
@@ -238,6 +259,22 @@ def _scan(ctx: JobContext, recorder: AttemptRecorder, attempt_id: int, device_id
             hint="nothing was written; plug it in again and scan its label",
         )
     ctx.event(Scanned, device_id=device_id, serial=serial)
+
+
+def _read_back(device: Device, image: FlashImage, device_id: str) -> None:
+    """Read the unit's NVS partition back from the board and compare it byte for byte."""
+    read_flash = getattr(device, "read_flash", None)
+    if read_flash is None:
+        raise WrongTarget("this board cannot be read back, so it cannot take [unit_data]", device=device_id)
+    back = bytes(read_flash(image.address, image.size))
+    if back != image.data:
+        first = next(i for i, (a, b) in enumerate(zip(back, image.data, strict=False)) if a != b) if back else 0
+        raise VerifyMismatch(
+            f"{image.name}: the NVS partition read back differs from what was written (first at byte {first})",
+            device=device_id,
+            address=image.address + first,
+            hint="flash the board again",
+        )
 
 
 def finish_job(

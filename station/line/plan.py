@@ -13,6 +13,7 @@ from firmware_tools.bundle import VerifiedBundle
 from firmware_tools.bundle.manifest import PARTICLE_KIND_BY_FUNCTION
 from station.devices.base import FlashImage
 from station.devices.family import Target
+from station.line.unit_data import UnitDataPlan
 from station.profile import LineMode, Profile, VerifyPolicy
 from station.store.models import ImageDigest, RunContext
 
@@ -39,6 +40,7 @@ class JobPlan:
     bundle_sha256: str | None = None
     sync_product: str | None = None  # enqueue PASSes for this product's import, when cloud sync is on
     sync_group: str | None = None  # the device group each import batch goes into
+    unit_data: UnitDataPlan | None = None  # [unit_data]: each board's own NVS partition
 
     def run_context(self) -> RunContext:
         """What the registry records with every attempt of this run."""

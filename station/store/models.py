@@ -76,6 +76,8 @@ class AttemptRecord:
     error_code: str | None
     error_message: str | None
     phases: tuple[PhaseTiming, ...] = ()
+    unit_serial: str | None = None  # the serial number reserved for this board ([unit_data])
+    unit_data: str | None = None  # JSON: the NVS namespace and rows written and read back
 
     @property
     def seconds(self) -> float | None:

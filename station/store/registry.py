@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from station.errors import Reason
-from station.store import reports
+from station.store import reports, unit_serials
 from station.store.audit import AuditLog
 from station.store.errors import (
     AttemptStateError,
@@ -45,6 +45,9 @@ from station.store.paths import ensure_parent, unavailable
 from station.store.schema import migrate
 from station.store.sessions import SessionLock, forget_session, session_alive, sessions_folder
 from station.store.trace import Trace
+
+# The JSON of one unit's NVS rows; far more than a few keys need, small enough for every report.
+MAX_UNIT_DATA_CHARS = 16384
 
 __all__ = ["Registry", "normalize_device_id"]
 
@@ -90,6 +93,7 @@ class Registry:
         self._write_lock = threading.RLock()
         self._read_lock = threading.Lock()
         self._session_id: str | None = None
+        self._loaded_pools: set[str] = set()  # serial lists loaded by this process
         self._session_lock: SessionLock | None = None
         self._closed = False
         if not create and not self.path.exists():
@@ -452,6 +456,32 @@ class Registry:
             " WHERE device_id = (SELECT device_id FROM attempts WHERE id = :id)",
             {"now": now, "id": attempt_id, "result": result.value, "decided": int(decided)},
         )
+        unit_serials.settle_in(conn, attempt_id, result.value, code, now)
+
+    # -- per-unit serial numbers (issue 13) -----------------------------------------------------
+
+    def reserve_unit_serial(self, attempt_id: int, source: unit_serials.SerialSource) -> str:
+        """Reserve the next serial number of ``source`` for this running attempt; committed on return,
+        before anything is written to the board."""
+        with self._writing() as (conn, now):
+            self._running(conn, attempt_id)
+            if source.serials is not None and source.pool not in self._loaded_pools:
+                unit_serials.load_list(conn, source, now)
+            serial = unit_serials.reserve_in(conn, attempt_id, source, now)
+        self._loaded_pools.add(source.pool)
+        return serial
+
+    def record_unit_data(self, attempt_id: int, unit_data: str) -> None:
+        """The unit data (JSON) written to the board and read back, kept with the attempt."""
+        if len(unit_data) > MAX_UNIT_DATA_CHARS:
+            raise AttemptStateError(f"attempt {attempt_id}: unit data of {len(unit_data)} characters is too long")
+        with self._writing() as (conn, _now):
+            self._running(conn, attempt_id)
+            conn.execute("UPDATE attempts SET unit_data = ? WHERE id = ?", (unit_data, attempt_id))
+
+    def unit_serials(self, pool: str | None = None) -> list[unit_serials.UnitSerial]:
+        with self._reading() as conn:
+            return unit_serials.serials_in(conn, pool)
 
     # -- reading -----------------------------------------------------------------------------
 

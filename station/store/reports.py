@@ -26,7 +26,8 @@ from station.store.models import (
 
 _ATTEMPT_COLUMNS = (
     "id, device_id, platform, slot_port, slot_label, station_id, operator, bundle_id, bundle_sha256,"
-    " product_id, product_version, started_at, ended_at, result, phase, error_code, error_message"
+    " product_id, product_version, started_at, ended_at, result, phase, error_code, error_message,"
+    " unit_serial, unit_data"
 )
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's limit on bound parameters
 
@@ -72,7 +73,7 @@ def _records(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[Atte
     records = []
     for row in rows:
         (aid, device, platform, port, label, station, operator, bundle, bundle_sha, pid, pver, started, ended,
-         result, phase, code, message) = row  # fmt: skip
+         result, phase, code, message, serial, unit_data) = row  # fmt: skip
         attempt_id = int(aid)
         records.append(
             AttemptRecord(
@@ -96,6 +97,8 @@ def _records(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[Atte
                 error_code=_opt_str(code),
                 error_message=_opt_str(message),
                 phases=tuple(phases.get(attempt_id, ())),
+                unit_serial=_opt_str(serial),
+                unit_data=_opt_str(unit_data),
             )
         )
     return records

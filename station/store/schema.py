@@ -136,6 +136,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX devices_first_result ON devices(first_result_at, first_result)",
         ),
     ),
+    # Version 5 (issue 13; only adds): per-unit serial numbers and the NVS data written with each attempt.
+    Migration(
+        5,
+        "per-unit serial numbers (counter or list, reserved before the write) and unit data per attempt",
+        (
+            # A serial is 'free' (a list's unused number, or one a failed board gave back), 'reserved'
+            # by a running attempt, 'used' by a PASS, or 'lost' (its attempt was interrupted: the board
+            # may hold it, so it is never handed out again).
+            """CREATE TABLE unit_serials (
+                serial TEXT PRIMARY KEY,
+                pool TEXT NOT NULL,
+                ordinal INTEGER NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('free', 'reserved', 'used', 'lost')),
+                attempt_id INTEGER REFERENCES attempts(id),
+                updated_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX unit_serials_free ON unit_serials(pool, ordinal) WHERE state = 'free'",
+            "CREATE UNIQUE INDEX unit_serials_attempt ON unit_serials(attempt_id) WHERE state IN ('reserved', 'used')",
+            """CREATE TABLE unit_counters (
+                pool TEXT PRIMARY KEY,
+                next_value INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            "ALTER TABLE attempts ADD COLUMN unit_serial TEXT",
+            "ALTER TABLE attempts ADD COLUMN unit_data TEXT",
+        ),
+    ),
 )
 
 MIGRATIONS += (

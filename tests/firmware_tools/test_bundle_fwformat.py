@@ -53,8 +53,8 @@ def test_inspect_shows_the_manifest_and_each_image_s_own_facts() -> None:
     assert isinstance(own, dict)
     assert own["format"] == "particle-module"
     esp_images = FORMAT.inspect(ESP.bundle)["images"]
-    assert isinstance(esp_images, list) and esp_images[0]["inspect"]["format"] == "esp-image"
-    assert esp_images[0]["inspect"]["app"]["version"] == "2.0.0"
+    assert isinstance(esp_images, list) and esp_images[1]["inspect"]["format"] == "esp-image"
+    assert esp_images[1]["inspect"]["app"]["version"] == "2.0.0"
 
 
 def test_summary_lines() -> None:

@@ -52,7 +52,8 @@ def test_md5_mismatch_and_overlap_fail_their_checks() -> None:
     assert parse_partition_table(bytes(data)).md5_ok is False
     clash = build_partition_table([*LAYOUT, Partition("ota_0", 0, 0x10, 0x80000, 0x100000, 0)])
     checks = {c.name: c for c in parse_partition_table(clash).checks()}
-    assert checks["partitions"].ok is False and "ota_0 overlaps factory" in checks["partitions"].reason
+    assert checks["table-overlap"].ok is False
+    assert "partition 'ota_0' at 0x80000 overlaps partition 'factory' at 0x10000" in checks["table-overlap"].reason
 
 
 def test_real_esp_idf_table() -> None:

@@ -22,6 +22,7 @@ from firmware_tools.bundle import (
     verify_stream,
     write_bundle,
 )
+from firmware_tools.bundle.partition_table import Partition, build_partition_table
 from firmware_tools.errors import CheckFailed, UnsupportedError
 from firmware_tools.esp import build_app_image
 from firmware_tools.particle import Dependency, ModuleFunction, pack_module, parse_module
@@ -168,8 +169,12 @@ def test_esp_release_orders_by_address_and_records_chip_and_version(key: keys.Si
     release = esp_release(key)
     m = release.manifest
     assert m.target.family is Family.ESP and m.target.chip == "esp32"
-    assert [(e.name, e.address) for e in m.images] == [("app.bin", 0x10000), ("ota1.bin", 0x110000)]
-    for e in m.images:
+    assert [(e.name, e.address) for e in m.images] == [
+        ("partitions.bin", 0x8000),
+        ("app.bin", 0x10000),
+        ("ota1.bin", 0x110000),
+    ]
+    for e in m.images[1:]:
         assert e.kind is ImageKind.ESP_APP
         assert e.esp is not None and e.esp.app_version == "2.0.0" and e.esp.chip_id == 0
     assert verify_stream(release.bundle, [key.public]).ok
@@ -301,13 +306,15 @@ def test_any_particle_release_round_trips_through_verify(
 @given(
     version=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=31),
     chip=st.sampled_from(["esp32", "esp32s3", "esp32c3", "esp32c6"]),
-    sector=st.integers(1, 0x3FF),
+    page=st.integers(1, 0x3F),
 )
-def test_any_esp_release_round_trips_through_verify(key: keys.SigningKey, version: str, chip: str, sector: int) -> None:
+def test_any_esp_release_round_trips_through_verify(key: keys.SigningKey, version: str, chip: str, page: int) -> None:
     image = build_app_image(chip=chip, version=version, payload_size=256)
-    release = _release(key, [ReleaseInput("app.bin", image, sector * 0x1000)])
+    table = build_partition_table([Partition("factory", 0, 0, page * 0x10000, 0x40000, 0)])
+    inputs = [ReleaseInput("app.bin", image, page * 0x10000), ReleaseInput("pt.bin", table, 0x8000)]
+    release = _release(key, inputs)
     result = verify_stream(release.bundle, [key.public])
     assert result.ok, result.failed
-    entry = result.manifest.images[0] if result.manifest else None
+    entry = result.manifest.images[-1] if result.manifest else None
     assert entry is not None and entry.esp is not None
-    assert (entry.esp.chip, entry.esp.app_version, entry.address) == (chip, version, sector * 0x1000)
+    assert (entry.esp.chip, entry.esp.app_version, entry.address) == (chip, version, page * 0x10000)

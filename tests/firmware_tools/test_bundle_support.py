@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from firmware_tools import keys
 from firmware_tools.bundle import Release, ReleaseInput, build_release
+from firmware_tools.bundle.partition_table import Partition, build_partition_table
 from firmware_tools.esp import build_app_image
 from firmware_tools.particle import Dependency, ModuleFunction, pack_module
 
@@ -70,10 +71,19 @@ def particle_inputs() -> list[ReleaseInput]:
     ]
 
 
+# nvs, a factory app at 0x10000 and ota_0 at 0x110000, as an ESP-IDF two-app table places them.
+ESP_TABLE = [
+    Partition("nvs", 1, 2, 0x9000, 0x6000, 0),
+    Partition("factory", 0, 0, 0x10000, 0x100000, 0),
+    Partition("ota_0", 0, 0x10, 0x110000, 0x100000, 0),
+]
+
+
 def esp_inputs(chip: str = "esp32") -> list[ReleaseInput]:
     return [
         ReleaseInput("ota1.bin", build_app_image(chip=chip, version="2.0.0", seed=2, payload_size=1024), 0x110000),
         ReleaseInput("app.bin", build_app_image(chip=chip, version="2.0.0", seed=1, payload_size=1024), 0x10000),
+        ReleaseInput("partitions.bin", build_partition_table(ESP_TABLE), 0x8000),
     ]
 
 

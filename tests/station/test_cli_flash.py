@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from firmware_tools import keys
+from firmware_tools.bundle.partition_table import build_partition_table
 from firmware_tools.particle import ModuleFunction, pack_module
 from station.cli import main
 from station.cli.flash_cmd import FlashInput, flash_candidate
@@ -22,6 +23,7 @@ from station.demo.sample_release import make_sample_release
 from station.demo.simulated_bench import SimulatedBench, parse_simulate_spec
 from station.devices.base import Family, FlashImage
 from station.line.plan import Target
+from tests.firmware_tools.test_bundle_support import ESP_TABLE
 from tests.station.discovery.images import esp_app, particle_image
 
 NO_TIMING = {"BENCHFLASH_SIM_TIMING": "0"}
@@ -98,8 +100,17 @@ def test_an_esp_image_at_the_default_and_at_a_given_address(tmp_path: Path, benc
     assert out.startswith(f"PASS {slot} ESP32 {bench.device_id(slot)}")
     assert f"{slot}: write app.bin 100%" in err.splitlines()
     assert bench.read_flash(slot, 0x10000, len(app)) == app
+    # A blank board has no table that makes 0x110000 an app partition; the board's own table decides.
     code, _, err = _flash(str(path), "--address", "0x110000", "--port", slot, bench=bench)
+    assert code == 1 and "app-partition" in err and "nothing was written" in err
+    assert bench.read_flash(slot, 0x110000, 16) == b"\xff" * 16
+    table = tmp_path / "pt.bin"
+    table.write_bytes(build_partition_table(ESP_TABLE))
+    code, _, err = _flash(str(table), "--port", slot, bench=bench)
     assert code == 0, err
+    code, out, err = _flash(str(path), "--address", "0x110000", "--port", slot, bench=bench)
+    assert code == 0, err
+    assert "partition 'ota_0', by the partition table read back from the board at 0x8000" in out
     assert bench.read_flash(slot, 0x110000, len(app)) == app
 
 

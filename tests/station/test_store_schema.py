@@ -22,8 +22,10 @@ def _at_version(path: Path, version: int) -> sqlite3.Connection:
 def _fill_v1(conn: sqlite3.Connection) -> None:
     """What a version-1 station recorded: a device that failed then passed, one that only failed."""
     conn.execute("INSERT INTO sessions VALUES ('s1', 10, 'bench', 100.0, 200.0)")
-    conn.execute("INSERT INTO devices VALUES ('aaaa', 'photon', 101.0, 130.0, 'pass', 3)")
-    conn.execute("INSERT INTO devices VALUES ('bbbb', 'esp32', 111.0, 115.0, 'fail', 2)")
+    # Named columns: later versions add columns (with defaults) to the same tables.
+    columns = "(device_id, platform, first_seen, last_seen, last_result, last_attempt_id)"
+    conn.execute(f"INSERT INTO devices {columns} VALUES ('aaaa', 'photon', 101.0, 130.0, 'pass', 3)")
+    conn.execute(f"INSERT INTO devices {columns} VALUES ('bbbb', 'esp32', 111.0, 115.0, 'fail', 2)")
     rows = [
         (1, "aaaa", 101.0, 105.0, "fail", "timeout"),
         (2, "bbbb", 111.0, 115.0, "fail", "verify-mismatch"),
@@ -132,3 +134,14 @@ def test_a_file_that_is_not_sqlite_is_refused_in_one_line(tmp_path: Path) -> Non
         Registry(path)
     assert "\n" not in str(info.value)
     assert "not a readable registry" in str(info.value)
+
+
+def test_a_version_3_file_gains_the_unit_serial_tables(tmp_path: Path) -> None:
+    path = tmp_path / "station.db"
+    _at_version(path, 3).close()
+    with Registry(path) as registry, registry._reading() as conn:
+        assert schema.schema_version(conn) == schema.LATEST_VERSION
+        tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"unit_serials", "unit_counters"} <= tables
+        columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(attempts)")}
+        assert {"unit_serial", "unit_data"} <= columns
