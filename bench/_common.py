@@ -45,7 +45,8 @@ ARGON_SYSTEM_PART_BYTES = 600 * KIB
 ARGON_USER_PART_BYTES = 128 * KIB
 ESP_APP_BYTES = 1024 * KIB
 ESP_APP_ADDRESS = 0x10000
-ESP_BAUD = 921600
+# The station's default ESP baud (ESP-IDF's `idf.py flash` 460800; station.devices.esp.DEFAULT_BAUD).
+ESP_BAUD = 460800
 # The line's default scan interval (LineSession / `station run`).
 LINE_POLL_INTERVAL = DEFAULT_POLL_INTERVAL
 _GEN2 = {"photon", "p1", "electron"}
@@ -261,13 +262,15 @@ def line(
     *,
     poll_interval: float = LINE_POLL_INTERVAL,
     seed: int = 7,
+    esp_options: dict[str, Any] | None = None,
 ) -> Iterator[LineUnderTest]:
     """A running line: one LineRunner per (plan, families it takes), all scanning one simulated bench
-    (timing model on) and recording into one real registry in a temporary folder."""
+    (timing model on) and recording into one real registry in a temporary folder. ``esp_options``:
+    what `station run` gives every ESP board from the profile and bundle (PreparedLine.esp_options)."""
     folder = Path(tempfile.mkdtemp(prefix="benchflash-bench-"))
     stop = threading.Event()
     threads: list[threading.Thread] = []
-    bench = SimulatedBench(timing=True, rng=random.Random(seed))
+    bench = SimulatedBench(timing=True, rng=random.Random(seed), esp_options=esp_options)
     try:
         registry = Registry(folder / "station.db")
         lut = LineUnderTest(bench, registry, TimedRecorder(registry), [])

@@ -1,93 +1,126 @@
-"""ESP against esptool (issue 7 item 2): the station's time per ESP device against the unmodified
-``esptool write-flash`` CLI alone, on the same simulator, with the same image and baud.
+"""ESP against esptool, process against process (issue 17): `station flash` as a whole process against
+`esptool write-flash` as a whole process, both talking to the same external `station sim esp`
+process (an ESP32 with the timing model on, real-ROM answers: GET_SECURITY_INFO refused the way an
+ESP32 ROM refuses it), with the same 1 MiB app and the same baud.
 
-Both runs use a fresh simulated ESP32 (timing model on) served on a TCP port. The station's figure is
-a board plugged into a running line until its attempt is recorded (identify, flash, verify, restart,
-record in a real registry); esptool's is the wall time of ``esptool --port socket://... --baud B
-write-flash ADDR app.bin`` in its own process (connect, stub, flash, its MD5 check, reset). Target:
-the station no slower. Run with `make bench` or `.venv/bin/python bench/esp_vs_esptool.py [--repeat N]`.
+Runs are interleaved (station, esptool, station, esptool ...) so drift on the machine hits both
+alike; min / median / max of each are printed, and the ratio of the medians. Target: station <= 0.95x
+esptool. esptool is given `--chip esp32` (as `idf.py flash` does) and the station's default baud
+(ESP-IDF's 460800); `station flash` finds the chip in the image.
+
+Both whole-process figures include each tool's start-up; the bound of the write itself is printed
+in its parts (wire, device work, fixed waits) so what each tool adds on the host can be read off.
+Run with `.venv/bin/python bench/esp_vs_esptool.py [--repeat N]` (each run is ~25 s of simulated
+serial time; the machine is shared, keep N small).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from _common import ESP_BAUD, LINE_POLL_INTERVAL, esp_app, esp_plan, line, machine
+from _common import esp_app, machine
 
-from station.demo.simulated_bench import SimDeviceSpec
-from station.devices.base import Family, FlashImage
-from station.sim.esp_loader import SimulatedEsp
-from station.sim.timing import TimingModel
+from station.devices.base import FlashImage
+from station.devices.esp import DEFAULT_BAUD
+from station.sim.esp_loader import bound_parts
 
-ESPTOOL = Path(sys.executable).with_name("esptool")
-
-
-def station_once(image: FlashImage, poll_interval: float) -> float:
-    with line([(esp_plan([image]), {Family.ESP.value})], poll_interval=poll_interval) as lut:
-        time.sleep(0.2)
-        (slot,) = lut.attach([SimDeviceSpec(Family.ESP, "esp32")])
-        (outcome,) = lut.wait([slot], timeout=600)
-        if not outcome.passed:
-            raise SystemExit(f"station: the board failed: {outcome.message}")
-        sim = lut.bench.simulator(slot)
-        assert isinstance(sim, SimulatedEsp)
-        if sim.read_flash(image.address, image.size) != image.data:
-            raise SystemExit("station: the flash does not hold the image")
-        return outcome.wall
+BIN = Path(sys.executable).parent
+ESPTOOL = BIN / "esptool"
+STATION = BIN / "station"
+TARGET = 0.95
 
 
-def esptool_once(image: FlashImage, path: Path) -> float:
-    with SimulatedEsp("esp32", timing=TimingModel(enabled=True)) as sim:
-        url = sim.serve_tcp()
-        cmd = [str(ESPTOOL), "--port", url, "--baud", str(ESP_BAUD), "write-flash", hex(image.address), str(path)]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        took = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"esptool failed ({proc.returncode}): {proc.stdout[-500:]}{proc.stderr[-500:]}")
-        if sim.read_flash(image.address, image.size) != image.data:
-            raise SystemExit("esptool: the flash does not hold the image")
-        return took
+@contextmanager
+def external_sim(chip: str = "esp32") -> Iterator[str]:
+    """`station sim esp` in its own process; yields its socket:// URL."""
+    proc = subprocess.Popen(
+        [str(STATION), "sim", "esp", "--listen", "127.0.0.1:0", "--chip", chip, "--mac", "24:0a:c4:12:34:56"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        if "listening on" not in banner:
+            raise SystemExit(f"station sim esp did not start: {banner}{proc.stderr.read() if proc.stderr else ''}")
+        yield banner.split("listening on ", 1)[1].split()[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
-def startup() -> float:
+def _timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     start = time.perf_counter()
-    subprocess.run([str(ESPTOOL), "version"], capture_output=True, check=True)
-    return time.perf_counter() - start
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return time.perf_counter() - start, proc
+
+
+def station_once(url: str, path: Path) -> float:
+    took, proc = _timed([str(STATION), "flash", str(path), "--port", url, "--json"])
+    if proc.returncode != 0:
+        raise SystemExit(f"station flash failed ({proc.returncode}): {proc.stdout[-800:]}{proc.stderr[-800:]}")
+    result = json.loads(proc.stdout)
+    if result["result"] != "pass" or not result["verified"]:
+        raise SystemExit(f"station flash: {result}")
+    return took
+
+
+def esptool_once(url: str, path: Path, address: int, baud: int) -> float:
+    cmd = [str(ESPTOOL), "--chip", "esp32", "--port", url, "--baud", str(baud), "write-flash", hex(address), str(path)]
+    took, proc = _timed(cmd)
+    if proc.returncode != 0 or "Hash of data verified" not in proc.stdout:
+        raise SystemExit(f"esptool failed ({proc.returncode}): {proc.stdout[-800:]}{proc.stderr[-800:]}")
+    return took
+
+
+def startup(cmd: list[str]) -> float:
+    return min(_timed(cmd)[0] for _ in range(3))
+
+
+def spread(values: Sequence[float]) -> str:
+    return f"min {min(values):7.3f}  median {statistics.median(values):7.3f}  max {max(values):7.3f} s"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="station vs esptool write-flash on the ESP simulator")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each; medians are compared")
-    parser.add_argument("--poll-interval", type=float, default=LINE_POLL_INTERVAL, help="the line's scan interval")
+    parser = argparse.ArgumentParser(description="station flash vs esptool write-flash, process against process")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, interleaved")
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="the baud both tools flash at")
     args = parser.parse_args(argv)
-    image = esp_app()
+    image: FlashImage = esp_app()
+    bound = bound_parts([(image.address, image.data)], baud=args.baud, stub=True, compress=True)
     print(f"machine: {machine()}")
-    print(
-        f"image: ESP32 app {image.size} bytes at {image.address:#x}, {ESP_BAUD} baud, compressed; "
-        f"median of {args.repeat}"
-    )
-    with tempfile.TemporaryDirectory() as tmp:
+    print(f"image: ESP32 app {image.size} bytes at {image.address:#x}, {args.baud} baud, compressed")
+    print(f"bound of the write + MD5 (no sync/register traffic): {bound.total:.3f} s = {bound.parts()}")
+    station: list[float] = []
+    esptool: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, external_sim() as url:
         path = Path(tmp) / image.name
         path.write_bytes(image.data)
-        station, esptool = [], []
-        for _ in range(args.repeat):  # interleaved, so drift on the machine hits both alike
-            station.append(station_once(image, args.poll_interval))
-            esptool.append(esptool_once(image, path))
+        for _ in range(args.repeat):
+            station.append(station_once(url, path))
+            esptool.append(esptool_once(url, path, image.address, args.baud))
     s, e = statistics.median(station), statistics.median(esptool)
-    boot = startup()
-    print(f"station, plug-in to recorded (identify, flash, verify, restart, record): {s:7.3f} s  {station}")
-    print(f"esptool write-flash, whole process:                                     {e:7.3f} s  {esptool}")
-    print(f"  (esptool's process start-up alone, `esptool version`: {boot:.3f} s)")
-    verdict = "meets" if s <= e else "misses"
-    print(f"station / esptool = {s / e:.3f}  ({verdict} target: no slower, <= 1.00)")
+    pairs = [a / b for a, b in zip(station, esptool, strict=True)]
+    print(f"station flash, whole process:       {spread(station)}")
+    print(f"esptool write-flash, whole process: {spread(esptool)}")
+    print(f"  per pair station/esptool: {', '.join(f'{r:.3f}' for r in pairs)}")
+    print(
+        f"  start-up alone: `station --help` {startup([str(STATION), '--help']):.3f} s,"
+        f" `esptool version` {startup([str(ESPTOOL), 'version']):.3f} s"
+    )
+    verdict = "meets" if s / e <= TARGET else "misses"
+    print(f"station / esptool = {s / e:.3f} (medians; {verdict} target <= {TARGET:.2f})")
+    print(f"station / bound = {s / bound.total:.3f}, esptool / bound = {e / bound.total:.3f}")
     return 0
 
 

@@ -34,6 +34,7 @@ from _common import (
 
 from station.demo.simulated_bench import SimDeviceSpec
 from station.devices.base import Family, FlashImage
+from station.devices.esptool_adapter import precompress
 from station.line.plan import JobPlan
 from station.sim.dfu_device import SimulatedDfuDevice
 from station.sim.esp_loader import SimulatedEsp
@@ -92,7 +93,13 @@ def lower_bound(sim: object, images: Sequence[FlashImage]) -> float:
 
 def run_case(case: Case, poll_interval: float, detail: bool) -> tuple[float, float, float, str]:
     """(wall seconds, bound seconds, modelled seconds the simulator charged, job phases)."""
-    with line([(case.plan, {case.spec.family.value})], poll_interval=poll_interval) as lut:
+    esp_options = None
+    if case.plan.target.chip is not None:
+        # What `station run` does for an ESP bundle (PreparedLine.esp_options): the profile's baud, the
+        # bundle's chip (no detection), the images compressed once while the line waits for boards.
+        esp_options = {"baud": ESP_BAUD, "chip": case.plan.target.chip}
+        precompress([image.data for image in case.images])
+    with line([(case.plan, {case.spec.family.value})], poll_interval=poll_interval, esp_options=esp_options) as lut:
         time.sleep(0.2)  # the runner is scanning an empty bench, as on a line waiting for boards
         (slot,) = lut.attach([case.spec])
         (outcome,) = lut.wait([slot], timeout=600)
@@ -102,6 +109,12 @@ def run_case(case: Case, poll_interval: float, detail: bool) -> tuple[float, flo
         timing = sim.timing
         bound = lower_bound(sim, case.images)
         phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(timing.by_kind.items()))
+        overlapped = ", ".join(f"{k} {v:.2f}" for k, v in sorted(timing.overlapped_by_kind.items()))
+        if overlapped:
+            phases += f"; behind the wire: {overlapped}"
+        if isinstance(sim, SimulatedEsp):
+            parts = sim.bound_parts([(i.address, i.data) for i in case.images], baud=ESP_BAUD)
+            phases += f"\n    bound = {parts.parts()}"
         if detail:
             t0 = outcome.attached_at
             for start, took, call, arg in lut.recorder.calls:

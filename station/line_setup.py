@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from firmware_tools.bundle import VerifiedBundle, open_verified_bundle
 from station.errors import InputError
@@ -33,6 +33,19 @@ class PreparedLine:
     plan: JobPlan
     cloud: CloudConfig | None  # when the profile has a [cloud] section
     labels: LabelConfig | None = None  # when the profile has a [label] section: print a label per PASS
+
+    def esp_options(self) -> dict[str, Any]:
+        """What every ESP board of this line is opened with: the profile's baud and connect attempts,
+        and the bundle's chip, so esptool connects as that chip instead of detecting it. For an ESP bundle
+        this also starts compressing its images (once per bundle; every board reuses the result)."""
+        options: dict[str, Any] = {"baud": self.profile.esp_baud, "connect_attempts": self.profile.connect_attempts}
+        if self.plan.target.chip is not None:
+            options["chip"] = self.plan.target.chip
+            from station.devices.esptool_adapter import precompress
+
+            # Once per bundle, while the line waits for its first board; every board reuses it.
+            precompress([image.data for image in self.plan.images])
+        return options
 
 
 def _file_sha256(path: Path) -> str:

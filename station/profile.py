@@ -24,6 +24,15 @@ class LineMode(StrEnum):
 class VerifyPolicy(StrEnum):
     ALWAYS = "always"  # read back / hash every image after writing
     NEVER = "never"
+    # As ALWAYS, and a board whose images cannot be checked at all fails (an ESP in Secure Download
+    # Mode computes no MD5; with ALWAYS it passes and its attempt records why it was not verified).
+    REQUIRED = "required"
+
+
+# ESP defaults: ESP-IDF's flashing baud (idf.py ESPBAUD; esptool's own CLI stays at the ROM's 115200
+# unless told), and esptool's connect attempts (esptool/loader.py DEFAULT_CONNECT_ATTEMPTS).
+DEFAULT_ESP_BAUD = 460800
+DEFAULT_CONNECT_ATTEMPTS = 7
 
 
 _KEYS = {
@@ -44,6 +53,8 @@ _KEYS = {
     "label",
     "station_key",
     "unit_data",
+    "esp_baud",
+    "connect_attempts",
 }
 
 
@@ -71,6 +82,8 @@ class Profile:
     label_printer: Mapping[str, Any] | None = None  # the [label] section, read by station.labels
     station_key: Path | None = None  # the audit signing key; default: station.key next to the registry
     unit_data: Mapping[str, Any] | None = None  # [unit_data], checked against the bundle by station.line.unit_data
+    esp_baud: int = DEFAULT_ESP_BAUD  # ESP boards: the baud the flasher stub is switched to
+    connect_attempts: int = DEFAULT_CONNECT_ATTEMPTS  # ESP boards: reset + sync attempts per board
 
     def label(self, port_path: str) -> str:
         return self.slot_labels.get(port_path, port_path)
@@ -157,6 +170,12 @@ def profile_from_mapping(raw: Mapping[str, Any], path: Path) -> Profile:
     unit_data = _optional(path, raw, "unit_data", dict, "a table", None)
     if unit_data is not None and mode is not LineMode.FLASH:
         raise _fail(path, '[unit_data] is written while flashing: it needs mode = "flash"')
+    esp_baud = _optional(path, raw, "esp_baud", int, "a baud rate (a whole number)", DEFAULT_ESP_BAUD)
+    if not 9600 <= esp_baud <= 5_000_000:
+        raise _fail(path, f"esp_baud must be between 9600 and 5000000, not {esp_baud}")
+    attempts = _optional(path, raw, "connect_attempts", int, "a whole number", DEFAULT_CONNECT_ATTEMPTS)
+    if not 1 <= attempts <= 1000:
+        raise _fail(path, f"connect_attempts must be between 1 and 1000, not {attempts}")
     return Profile(
         path=path,
         station_id=station_id,
@@ -175,4 +194,6 @@ def profile_from_mapping(raw: Mapping[str, Any], path: Path) -> Profile:
         label_printer=label_section,
         station_key=None if station_key is None else base / station_key,
         unit_data=unit_data,
+        esp_baud=esp_baud,
+        connect_attempts=attempts,
     )

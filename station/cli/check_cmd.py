@@ -61,6 +61,8 @@ def check(ctx: click.Context, profile_path: str, as_json: bool) -> None:
         "unit_data": None if plan.unit_data is None else plan.unit_data.describe(),
         "cloud": None if line.cloud is None else {"product": line.cloud.product, "token": token_state},
     }
+    if plan.target.is_esp:
+        summary["esp"] = {"baud": profile.esp_baud, "connect_attempts": profile.connect_attempts}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -69,8 +71,12 @@ def check(ctx: click.Context, profile_path: str, as_json: bool) -> None:
     click.echo(f"  station {plan.station_id}: product {m.product.name} ({m.product.id}) version {m.product_version}")
     click.echo(f"  bundle {profile.bundle} signed by {signer}")
     click.echo(f"  target {plan.target.describe()}; any other board fails before anything is written")
+    if plan.target.is_esp:
+        click.echo(f"  ESP boards at {profile.esp_baud} baud, {profile.connect_attempts} connect attempts each")
     if plan.mode.value == "flash":
-        verify = "then verify, " if plan.verify.value == "always" else ""
+        verify = {"always": "then verify, ", "required": "then verify (a board that cannot be checked fails), "}.get(
+            plan.verify.value, ""
+        )
         click.echo(f"  each board: identify, flash {len(plan.images)} image(s), {verify}restart, record")
         for i in plan.images:
             click.echo(f"    {i.address:#010x}  {i.kind:<20} {i.size:>9} bytes  {i.name}")

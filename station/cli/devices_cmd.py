@@ -11,9 +11,10 @@ import contextlib
 import dataclasses
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -101,9 +102,12 @@ def source_problems(sources: Sequence[Source]) -> list[StationError]:
     return problems
 
 
-def open_sources(ctx: click.Context, simulate: str | None, *, sim_timing: bool) -> tuple[list[Source], list[Source]]:
+def open_sources(
+    ctx: click.Context, simulate: str | None, *, sim_timing: bool, esp_options: Mapping[str, Any] | None = None
+) -> tuple[list[Source], list[Source]]:
     """``(sources, to_close)``: sources a caller put in ``ctx.obj["sources"]`` (tests, scripts; the caller
-    closes them), else the simulated bench when ``--simulate`` is given, else the real sources."""
+    closes them), else the simulated bench when ``--simulate`` is given, else the real sources.
+    ``esp_options`` go to every ESP board's device (e.g. the chip the file is for)."""
     given = (ctx.find_root().obj or {}).get("sources")
     if given is not None:
         return list(given), []
@@ -112,11 +116,11 @@ def open_sources(ctx: click.Context, simulate: str | None, *, sim_timing: bool) 
 
         # Seeded by the spec: the same SPEC attaches the same boards (device IDs, MACs) every time,
         # so an ID that `station devices --simulate S` lists names a board for `station flash --simulate S`.
-        bench = bench_from_spec(simulate, timing=sim_timing, rng=random.Random(simulate))
+        bench = bench_from_spec(simulate, timing=sim_timing, rng=random.Random(simulate), esp_options=esp_options)
         return [bench], [bench]
     from station.discovery import all_sources
 
-    sources = all_sources()
+    sources = all_sources(esp_options=esp_options)
     return sources, sources
 
 

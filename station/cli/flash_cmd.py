@@ -28,7 +28,16 @@ from firmware_tools.checks import Expectations
 from firmware_tools.errors import FirmwareError
 from firmware_tools.formats import read_firmware
 from station.cli.devices_cmd import error_json, identify_candidate, open_sources, source_problems
-from station.devices.base import Device, DeviceDescription, DeviceIdentity, Family, FlashImage, Phase, Progress
+from station.devices.base import (
+    Device,
+    DeviceDescription,
+    DeviceIdentity,
+    Family,
+    FlashImage,
+    Phase,
+    Progress,
+    VerifyNote,
+)
 from station.devices.esp_placement import EspPlacement, judge_on_board, place_esp_image
 from station.devices.families import families_taking, family_of
 from station.devices.family import Bus, FirmwareKind, Target
@@ -202,7 +211,10 @@ def explicit_port_candidate(port: str, flash_input: FlashInput) -> Candidate | N
         return None
     # Taken at the user's word: no USB IDs are known for the port; it is in the mode of the family's ports.
     description = DeviceDescription(family=family.key, port_path=port, mode=family.usb_ids[0].mode, serial_port=port)
-    return Candidate(description, lambda: family.open(description, {}))
+    # An ESP file names its chip: esptool connects as that chip instead of detecting it.
+    chip = flash_input.target.chip if flash_input.target is not None else None
+    options = {"chip": chip} if family.key is Family.ESP and chip else {}
+    return Candidate(description, lambda: family.open(description, options))
 
 
 def choose_device(
@@ -287,6 +299,7 @@ class FlashOutcome:
     seconds: float
     error: StationError | None
     layout: str | None = None  # ESP: what decided where the image went
+    verify_note: VerifyNote | None = None  # how verify checked the images, when not by itself
 
     @property
     def passed(self) -> bool:
@@ -365,7 +378,13 @@ def flash_candidate(
     if not result.passed and error is None:
         error = StationError(result.message, reason=result.reason or Reason.INTERNAL)
     return FlashOutcome(
-        candidate.description, result.identity, result.firmware, result.seconds, error, layout[0] if layout else None
+        candidate.description,
+        result.identity,
+        result.firmware,
+        result.seconds,
+        error,
+        layout[0] if layout else None,
+        ctx.verify_note,
     )
 
 
@@ -399,7 +418,8 @@ def outcome_json(outcome: FlashOutcome, flash_input: FlashInput) -> dict[str, ob
             for m in flash_input.images
         ],
         "layout": outcome.layout,
-        "verified": outcome.passed,
+        "verified": outcome.passed and (outcome.verify_note is None or outcome.verify_note.verified),
+        "verify_note": None if outcome.verify_note is None else outcome.verify_note.text,
         "running": outcome.running,
         "seconds": round(outcome.seconds, 3),
         "error": None if outcome.error is None else error_json(outcome.error),
@@ -477,7 +497,8 @@ def flash(
         _refuse(ctx, file, as_json, str(exc), Reason.BAD_INPUT, exc.exit_code, exc.hint)
     except StationError as exc:
         _refuse(ctx, file, as_json, exc.one_line(), exc.reason, exc.exit_code, None)
-    sources, to_close = open_sources(ctx, simulate, sim_timing=sim_timing)
+    chip = flash_input.target.chip if flash_input.target is not None else None
+    sources, to_close = open_sources(ctx, simulate, sim_timing=sim_timing, esp_options={"chip": chip} if chip else None)
     try:
         try:
             candidate = choose_device(sources, flash_input, device_id=device_id, port=port)
@@ -488,6 +509,10 @@ def flash(
         if not as_json:
             echo(f"{candidate.slot}: flashing {flash_input.source} ({count} image{'s' if count != 1 else ''})")
         printer = ProgressPrinter(candidate.slot, echo, as_json=as_json)
+        if candidate.description.family is Family.ESP:
+            from station.devices.esptool_adapter import precompress
+
+            precompress([image.data for image in flash_input.images])  # while the board connects
         outcome = flash_candidate(candidate, flash_input, printer)
     finally:
         for source in to_close:
@@ -505,7 +530,10 @@ def flash(
         if outcome.layout:
             runs += f"; {outcome.layout}"
         total = sum(m.size for m in flash_input.images)
+        note = outcome.verify_note
+        checked = "and verified " if note is None or note.verified else ""
+        unchecked = f" ({note.text})" if note is not None and not note.verified else ""
         click.echo(
-            f"PASS {candidate.slot} {i.platform} {i.device_id}: wrote and verified {total} bytes"
-            f" in {outcome.seconds:.1f} s{runs}"
+            f"PASS {candidate.slot} {i.platform} {i.device_id}: wrote {checked}{total} bytes"
+            f" in {outcome.seconds:.1f} s{runs}{unchecked}"
         )

@@ -130,7 +130,7 @@ def run(
     # An ESP line's profile naming its slots is the explicit list: those ports are probed as ESP boards
     # even behind a bridge the family table does not know (never a vendor ID alone).
     esp_slots = tuple(profile.slot_labels) if line.plan.target.is_esp else ()
-    sources = open_sources(simulate, timing=not no_timing, esp_slots=esp_slots)
+    sources = open_sources(simulate, timing=not no_timing, esp_slots=esp_slots, esp_options=line.esp_options())
     use_dashboard = not as_json and sys.stdout.isatty()
     session: list[LineSession] = []
     try:

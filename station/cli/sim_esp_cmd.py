@@ -26,14 +26,17 @@ def _split_listen(listen: str) -> tuple[str, int]:
 @click.option("--mac", default=None, help="The eFuse MAC, aa:bb:cc:dd:ee:ff (default: random, Espressif OUI).")
 @click.option("--no-timing", is_flag=True, help="Answer at once instead of at UART and flash speed.")
 @click.option("--faults", default="", metavar="SPEC", help="Faults to inject, e.g. disconnect@3,refuse-block@5.")
-def sim_esp(listen: str, chip: str, mac: str | None, no_timing: bool, faults: str) -> None:
+@click.option("--secure-download", is_flag=True, help="eFuses in Secure Download Mode: no register reads, MD5 or stub.")
+def sim_esp(listen: str, chip: str, mac: str | None, no_timing: bool, faults: str, secure_download: bool) -> None:
     """Run a simulated ESP chip in download mode; esptool reaches it with --port socket://HOST:PORT."""
     from station.sim.esp_loader import SimulatedEsp
 
     host, port = _split_listen(listen)
     try:
         plan = FaultPlan(parse_faults(faults))
-        sim = SimulatedEsp(chip, mac, timing=TimingModel(enabled=not no_timing), faults=plan)
+        sim = SimulatedEsp(
+            chip, mac, timing=TimingModel(enabled=not no_timing), faults=plan, secure_download=secure_download
+        )
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
@@ -42,7 +45,8 @@ def sim_esp(listen: str, chip: str, mac: str | None, no_timing: bool, faults: st
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     try:
         with sigterm_as_interrupt():  # before the banner: whoever reads it may stop us at once
-            click.echo(f"{sim.chip_name} MAC {sim.mac} listening on {url} (Ctrl-C to stop)")
+            sdm = " in Secure Download Mode" if secure_download else ""
+            click.echo(f"{sim.chip_name} MAC {sim.mac}{sdm} listening on {url} (Ctrl-C to stop)")
             while not threading.Event().wait(1.0):
                 pass
     except KeyboardInterrupt:

@@ -53,6 +53,9 @@ _MAX_SPEC_CHARS = 4096
 _ENTRY = re.compile(r"(?P<kind>[a-z0-9]+(?:-[a-z0-9]+)?)(?::(?P<count>[0-9]{1,6}))?(?P<faults>(?:![^!]*)*)", re.ASCII)
 # The bridge a simulated ESP board pretends to sit behind: the family table's first (a CP2102N).
 _ESP_BRIDGE = esp_family.FAMILY.usb_ids[0]
+# A Secure Download Mode board is reached on the chip's own USB-Serial/JTAG port instead.
+# Picked from the family table by name, so no USB ID is copied outside it.
+_ESP_USB_JTAG = next(u for u in esp_family.FAMILY.usb_ids if "USB-Serial/JTAG" in u.name)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class SimDeviceSpec:
     faults: tuple[Fault, ...] = ()
     device_id: str | None = None  # Particle: 24 hex digits; ESP: the MAC "aa:bb:..."; None = drawn at random
     normal_mode: bool = False  # a USB Particle board running its firmware ("argon-normal"): the line switches it
+    # ESP: eFuses in Secure Download Mode ("esp32s3-sdm"), on its USB-Serial/JTAG port (serial number = MAC)
+    secure_download: bool = False
 
     @property
     def kind(self) -> str:
@@ -71,7 +76,7 @@ class SimDeviceSpec:
             return f"{self.model}-{'normal' if self.normal_mode else 'dfu'}"
         if self.family is Family.PARTICLE_SERIAL:
             return f"{self.model}-serial"
-        return self.model
+        return f"{self.model}-sdm" if self.secure_download else self.model
 
     def __str__(self) -> str:
         return self.kind + "".join(f"!{f}" for f in self.faults)
@@ -83,6 +88,7 @@ def valid_kinds() -> tuple[str, ...]:
     kinds += [f"{p}-normal" for p in PLATFORM_SPECS]
     kinds += [f"{p}-serial" for p in SERIAL_PLATFORMS]
     kinds += list(CHIPS)
+    kinds += [f"{c}-sdm" for c, profile in CHIPS.items() if profile.chip_id is not None]
     return tuple(sorted(kinds))
 
 
@@ -90,6 +96,8 @@ def _spec_for_kind(kind: str) -> SimDeviceSpec | None:
     if kind in CHIPS:
         return SimDeviceSpec(Family.ESP, kind)
     model, _, suffix = kind.rpartition("-")
+    if suffix == "sdm" and model in CHIPS and CHIPS[model].chip_id is not None:
+        return SimDeviceSpec(Family.ESP, model, secure_download=True)
     if suffix in ("dfu", "normal") and model in PLATFORM_SPECS:
         return SimDeviceSpec(Family.PARTICLE_DFU, model, normal_mode=suffix == "normal")
     if suffix == "serial" and model in SERIAL_PLATFORMS:
@@ -261,7 +269,14 @@ class SimulatedBench:
         if spec.family is Family.PARTICLE_SERIAL:
             device_id = spec.device_id or self._rng.randbytes(12).hex()
             return SimulatedSerialDevice(spec.model, device_id, timing=timing, faults=faults)
-        return SimulatedEsp(spec.model, spec.device_id, timing=timing, faults=faults, rng=self._rng)
+        return SimulatedEsp(
+            spec.model,
+            spec.device_id,
+            timing=timing,
+            faults=faults,
+            rng=self._rng,
+            secure_download=spec.secure_download,
+        )
 
     def _power(self, board: _Board) -> None:
         sim = board.sim
@@ -325,7 +340,13 @@ class SimulatedBench:
         return self._claimed(serial_family.FAMILY.claims(port), serial_family.FAMILY.open, self._serial_options, sim)
 
     def _esp_candidate(self, board: _Board, url: str) -> Candidate | None:
-        port = SeenPort(Bus.SERIAL, vid=_ESP_BRIDGE.vid, pid=_ESP_BRIDGE.pid, device=url, slot=board.port_path)
+        vid, pid, serial_number = _ESP_BRIDGE.vid, _ESP_BRIDGE.pid, None
+        sim = board.sim
+        if isinstance(sim, SimulatedEsp) and sim.chip.secure_download:
+            # Its own USB-Serial/JTAG port, whose USB serial number is the MAC: the only way to tell
+            # who an SDM board is (its ROM reads no eFuse).
+            vid, pid, serial_number = _ESP_USB_JTAG.vid, _ESP_USB_JTAG.pid, sim.mac.upper()
+        port = SeenPort(Bus.SERIAL, vid=vid, pid=pid, device=url, usb_serial_number=serial_number, slot=board.port_path)
         return self._claimed(esp_family.FAMILY.claims(port), esp_family.FAMILY.open, self._esp_options, None)
 
     @staticmethod
@@ -430,10 +451,16 @@ def _slot_number(port_path: str) -> int:
     return int(number) if number.isdigit() else 0
 
 
-def bench_from_spec(text: str, *, timing: bool = True, rng: random.Random | None = None) -> SimulatedBench:
+def bench_from_spec(
+    text: str,
+    *,
+    timing: bool = True,
+    rng: random.Random | None = None,
+    esp_options: Mapping[str, Any] | None = None,
+) -> SimulatedBench:
     """A bench with every board of ``text`` attached (parse errors are InputError, nothing started)."""
     specs = parse_simulate_spec(text)
-    bench = SimulatedBench(timing=timing, rng=rng)
+    bench = SimulatedBench(timing=timing, rng=rng, esp_options=esp_options)
     try:
         bench.attach_all(specs)
     except BaseException:

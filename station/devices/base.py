@@ -98,6 +98,18 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+@dataclass(frozen=True)
+class VerifyNote:
+    """What ``verify`` has to say about how the images were checked, recorded with the attempt.
+
+    ``verified`` False: nothing could be checked (an ESP in Secure Download Mode computes no MD5);
+    a profile with ``verify = "required"`` fails such a board.
+    """
+
+    text: str
+    verified: bool
+
+
 def no_progress(_: Progress) -> None:
     """A progress callback that discards."""
 
@@ -116,8 +128,10 @@ class Device(ABC):
         """Write each image where it belongs, in the order given."""
 
     @abstractmethod
-    def verify(self, images: Sequence[FlashImage], progress: ProgressCallback = no_progress) -> None:
-        """Read back or hash what was written; raise ``VerifyMismatch`` naming image and address."""
+    def verify(self, images: Sequence[FlashImage], progress: ProgressCallback = no_progress) -> VerifyNote | None:
+        """Read back or hash what was written; raise ``VerifyMismatch`` naming image and address.
+
+        Returns None, or a note when the check was made another way or could not be made."""
 
     @abstractmethod
     def restart(self) -> None:

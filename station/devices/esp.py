@@ -1,29 +1,27 @@
-"""ESP32-family devices flashed through esptool's public API (``esptool.cmds``), one serial port each.
+"""ESP32-family devices flashed through esptool, one serial port each.
 
-esptool reports everything through one process-global logger. This module installs, once, a logger
-that hands each thread's output to whatever that thread registered: so progress reaches the
-callback of the call that caused it, several boards flashed from threads never mix their output
-(esptool issue 1102), and nothing reaches the user's stdout. esptool's exceptions become
-``DeviceError`` subclasses naming the port, the block and the address.
+Everything that reaches under esptool's public API (its logger, trace strings, the compression
+cache, the MD5 record, retry counts) lives in ``station.devices.esptool_adapter``; this module speaks
+to the board through that adapter only. esptool's output reaches the progress callback of the call
+that caused it and never the user's stdout; its exceptions become ``DeviceError`` subclasses naming
+the port, the block and the address.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import hashlib
 import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import serial
-from esp_pylib.logger import EspLog, EspLogBase
-from esptool.util import FatalError
 from serial.tools import list_ports
 
+from firmware_tools.esp.chips import normalise_chip_name
+from station.devices import esptool_adapter as adapter
 from station.devices.base import (
     Device,
     DeviceDescription,
@@ -34,8 +32,10 @@ from station.devices.base import (
     Phase,
     Progress,
     ProgressCallback,
+    VerifyNote,
     no_progress,
 )
+from station.devices.esptool_adapter import FatalError
 from station.devices.family import BoardFamily, Bus, FirmwareKind, Options, SeenPort, Target, UsbId, serial_slot
 from station.errors import (
     DeviceDisconnected,
@@ -46,14 +46,18 @@ from station.errors import (
     WrongTarget,
 )
 
-ROM_BAUD = 115200
-DEFAULT_BAUD = 921600
+ROM_BAUD = adapter.ROM_BAUD
+# esptool's CLI starts at the ROM's 115200 and stays there unless told (ESPLoader.ESP_ROM_BAUD); what
+# Espressif's tools flash with is ESP-IDF's `idf.py flash` default, ESPBAUD 460800: the station's too.
+DEFAULT_BAUD = 460800
+DEFAULT_CONNECT_ATTEMPTS = adapter.DEFAULT_CONNECT_ATTEMPTS
+SDM_VERIFY_NOTE = "verify not possible in secure download mode"
+WRITE_MD5_NOTE = "verified by esptool write-flash MD5"
 ESP_APP_MAGIC = 0xE9
 # Extended header: chip id (u16, little-endian) at image offset 12 (esp-app-image.md §1).
 _CHIP_ID_OFFSET = 12
 # Kinds of image that must be an ESP app/bootloader image built for the chip being flashed.
 CHIP_CHECKED_KINDS = frozenset({"app", "bootloader"})
-_TRANSCRIPT_LINES = 200
 
 _B = Mode.BOOTLOADER
 # The USB-serial bridges found on ESP boards, and Espressif's own USB, by vendor AND product: a
@@ -84,157 +88,6 @@ USB_IDS: tuple[UsbId, ...] = (
     UsbId(0x303A, 0x1001, "Espressif USB-Serial/JTAG", _B),
     UsbId(0x303A, 0x0002, "Espressif ESP32-S2 USB-OTG (ROM download)", _B),
 )
-
-
-# ---- esptool's output, per thread ---------------------------------------------------------------
-
-
-class _Transfer:
-    """The write in progress on one thread: where its progress goes and how far it got."""
-
-    _WRITING_AT = re.compile(r"0x([0-9a-fA-F]+)")
-
-    def __init__(self, image: FlashImage, block_size: int, progress: ProgressCallback) -> None:
-        self.image = image
-        self.block_size = block_size
-        self.progress = progress
-        self.blocks_done = 0
-        self.address = image.address  # next flash address to be written
-        self.reported = 0
-
-    def update(self, current: int, total: int, prefix: str) -> None:
-        if total <= 0:
-            return
-        self.blocks_done = -(-current // self.block_size)
-        found = self._WRITING_AT.search(prefix)
-        if found:
-            self.address = int(found.group(1), 16)
-        # esptool counts bytes on the wire (compressed); report bytes of the image instead.
-        done = min(self.image.size, current * self.image.size // total)
-        if done != self.reported:
-            self.reported = done
-            self.progress(Progress(Phase.WRITE, done, self.image.size, self.image.name))
-
-
-class _Sink:
-    """Everything esptool says on one thread during one device call."""
-
-    def __init__(self) -> None:
-        self.lines: collections.deque[str] = collections.deque(maxlen=_TRANSCRIPT_LINES)
-        self._partial = ""
-        self.transfer: _Transfer | None = None
-        # esptool retries a failed block on a reader it already broke, so its final error
-        # ("No more data to read") hides the cause; the first wire-level problem is kept here.
-        self.wire_problem: str | None = None
-
-    def trace(self, message: str, newline: bool = False) -> None:
-        """Installed as the loader's trace hook: keeps the first sign of trouble on the wire."""
-        if self.wire_problem is None and message.startswith(_WIRE_PROBLEMS):
-            self.wire_problem = message
-
-    def text(self, text: str) -> None:
-        parts = (self._partial + text).split("\n")
-        self._partial = parts.pop()
-        self.lines.extend(line for line in parts if line.strip())
-
-    def transcript(self) -> list[str]:
-        return [*self.lines, *([self._partial] if self._partial.strip() else [])]
-
-
-class _ThreadDispatchLogger(EspLogBase):
-    """esptool's logger, replaced: a thread that registered a sink gets its own output, others fall back."""
-
-    def __init__(self, fallback: EspLogBase | None) -> None:
-        self._fallback = fallback
-        self._local = threading.local()
-
-    def sink(self) -> _Sink | None:
-        return getattr(self._local, "sink", None)
-
-    @contextlib.contextmanager
-    def capture(self, sink: _Sink) -> Iterator[_Sink]:
-        previous = self.sink()
-        self._local.sink = sink
-        try:
-            yield sink
-        finally:
-            self._local.sink = previous
-
-    def _say(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], prefix: str = "") -> None:
-        sink = self.sink()
-        if sink is not None:
-            sep = str(kwargs.get("sep", " "))
-            end = str(kwargs.get("end", "\n"))
-            sink.text(prefix + sep.join(str(a) for a in args) + end)
-        elif self._fallback is not None:
-            getattr(self._fallback, method)(*args, **kwargs)
-
-    def print(self, *args: Any, **kwargs: Any) -> None:
-        self._say("print", args, kwargs)
-
-    def note(self, *args: Any) -> None:
-        self._say("note", args, {}, "Note: ")
-
-    def hint(self, *args: Any) -> None:
-        self._say("hint", args, {}, "Hint: ")
-
-    def debug(self, *args: Any) -> None:
-        self._say("debug", args, {})
-
-    def warn(self, *args: Any, suggestion: str | None = None) -> None:
-        self._say("warn", args, {} if suggestion is None else {"suggestion": suggestion}, "Warning: ")
-
-    def err(self, *args: Any, suggestion: str | None = None) -> None:
-        self._say("err", args, {} if suggestion is None else {"suggestion": suggestion}, "Error: ")
-
-    # esptool still calls the legacy names.
-    def warning(self, message: str, suggestion: str | None = None) -> None:
-        self.warn(message, suggestion=suggestion)
-
-    def error(self, message: str, suggestion: str | None = None) -> None:
-        self.err(message, suggestion=suggestion)
-
-    def stage(self, finish: bool = False) -> None:
-        if self.sink() is None and self._fallback is not None:
-            self._fallback.stage(finish=finish)
-
-    def set_verbosity(self, mode: int | str) -> None:
-        if self._fallback is not None:
-            self._fallback.set_verbosity(mode)
-
-    def progress_bar(
-        self,
-        cur_iter: int,
-        total_iters: int,
-        prefix: str = "",
-        suffix: str = "",
-        bar_length: int = 30,
-    ) -> None:
-        sink = self.sink()
-        if sink is None:
-            if self._fallback is not None:
-                self._fallback.progress_bar(cur_iter, total_iters, prefix, suffix, bar_length)
-            return
-        if sink.transfer is not None:
-            sink.transfer.update(cur_iter, total_iters, prefix)
-
-    def counter_line(self, prefix: str, suffix: str, *, final: bool = False) -> None:
-        if self.sink() is None and self._fallback is not None:
-            self._fallback.counter_line(prefix, suffix, final=final)
-
-
-_INSTALL_LOCK = threading.Lock()
-
-
-def _dispatcher() -> _ThreadDispatchLogger:
-    """The per-thread logger, installed as esptool's logger on first use (esptool allows only one)."""
-    with _INSTALL_LOCK:
-        current = EspLog.instance
-        if isinstance(current, _ThreadDispatchLogger):
-            return current
-        dispatcher = _ThreadDispatchLogger(current)
-        EspLog.instance = dispatcher
-        return dispatcher
 
 
 # ---- discovery ----------------------------------------------------------------------------------
@@ -335,16 +188,11 @@ def accepts_chip(target: Target, identity: DeviceIdentity) -> str | None:
 
 # ---- errors -------------------------------------------------------------------------------------
 
+_MAC_TEXT = re.compile(r"[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}")
 _RESULT = re.compile(r"result was ([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 _AFTER_SEQ = re.compile(r"after seq (\d+)")
 _TIMEOUT_TEXT = ("Timed out", "No serial data received", "stream stopped", "transfer stopped")
 _GARBLED_TEXT = ("Invalid SLIP", "Invalid head of packet", "No more data to read", "doesn't match request")
-_WIRE_PROBLEMS = (
-    "No serial data received",
-    "Serial data stream stopped",
-    "Packet content transfer stopped",
-    "Read invalid data",
-)
 _REFUSED_CODES = frozenset({0x07, 0xC1})  # checksum error (ROM, stub)
 
 
@@ -421,20 +269,6 @@ def _translate(exc: BaseException, where: _Where, wire_problem: str | None = Non
     return DeviceError(f"{where.doing}: {said}", **common)
 
 
-def _untraced_write(esp: Any) -> Callable[[bytes], None]:
-    """esptool's ``ESPLoader.write`` (SLIP-frame a request, send it) without its trace line.
-
-    esptool builds a hex dump of every frame it sends even when tracing is off (an f-string passed
-    to ``trace``): about 10 ms of CPU per 16 KiB block, half a second per MiB written, all of it
-    holding the GIL that other boards' threads need. Nothing here reads those lines.
-    """
-
-    def write(packet: bytes) -> None:
-        esp._port.write(b"\xc0" + packet.replace(b"\xdb", b"\xdb\xdd").replace(b"\xc0", b"\xdb\xdc") + b"\xc0")
-
-    return write
-
-
 def _image_chip_id(data: bytes) -> int | None:
     if len(data) < _CHIP_ID_OFFSET + 2 or data[0] != ESP_APP_MAGIC:
         return None
@@ -449,6 +283,10 @@ class EspDevice(Device):
 
     ``port_url`` is anything pyserial opens: ``/dev/ttyUSB0``, ``socket://host:port``, a pty path.
     The loader connection is opened on first use and kept until ``restart`` or ``close``.
+    ``chip``: the chip the bundle or profile names (any spelling, "ESP32-S3" or "esp32s3"); given,
+    esptool connects as that chip and skips detection (a board of another chip is a WrongTarget),
+    "auto" detects. ``baud`` and ``connect_attempts`` default to ESP-IDF's flashing baud and esptool's
+    attempts (see DEFAULT_BAUD).
     """
 
     def __init__(
@@ -461,7 +299,7 @@ class EspDevice(Device):
         stub: bool = True,
         compress: bool = True,
         before: str = "default-reset",
-        connect_attempts: int = 3,
+        connect_attempts: int = DEFAULT_CONNECT_ATTEMPTS,
         vid: int | None = None,
         pid: int | None = None,
         usb_serial_number: str | None = None,
@@ -471,7 +309,7 @@ class EspDevice(Device):
         self.port_url = port_url
         self.port_path = port_path or port_url
         self.baud = baud
-        self.chip = chip
+        self.chip = "auto" if chip == "auto" else normalise_chip_name(chip)
         self.stub = stub
         self.compress = compress
         self.before = before
@@ -479,9 +317,12 @@ class EspDevice(Device):
         self.vid = vid
         self.pid = pid
         self.usb_serial_number = usb_serial_number
-        self._esp: Any = None
+        self._loader: adapter.Loader | None = None
+        self._pending: Any = None  # esptool's object while connecting, to close if a step fails
         self._identity: DeviceIdentity | None = None
-        self._sink = _Sink()
+        self._sink = adapter.Sink()
+        # Per image (address, sha256): the MD5 check esptool's write_flash did, or None for none.
+        self._written: dict[tuple[int, str], adapter.Md5Check | None] = {}
 
     # ---- plumbing -----------------------------------------------------------------------------
 
@@ -496,9 +337,9 @@ class EspDevice(Device):
         return self._sink.transcript()
 
     @contextlib.contextmanager
-    def _esptool(self, where: _Where) -> Iterator[_Sink]:
+    def _esptool(self, where: _Where) -> Iterator[adapter.Sink]:
         """Run esptool with its output captured for this device, its errors translated."""
-        with _dispatcher().capture(self._sink) as sink:
+        with adapter.capture(self._sink) as sink:
             sink.wire_problem = None
             try:
                 yield sink
@@ -516,51 +357,34 @@ class EspDevice(Device):
                 sink.transfer = None
 
     def _drop(self) -> None:
-        esp, self._esp = self._esp, None
-        if esp is not None:
-            with contextlib.suppress(Exception):
-                esp._port.close()
+        loader, self._loader = self._loader, None
+        pending, self._pending = self._pending, None
+        if loader is not None:
+            loader.close()
+        elif pending is not None:
+            adapter.close_port(pending)
 
-    def _instrument(self, esp: Any) -> None:
-        # esptool would quietly reconnect and rewrite after a lost link; the line decides that.
-        esp.WRITE_FLASH_ATTEMPTS = 1
-        esp.write = _untraced_write(esp)
-        # The SLIP reader takes the trace hook when it is rebuilt, which flush_input does.
-        esp.trace = self._sink.trace
-        esp.flush_input()
+    def _keep_pending(self, esp: Any) -> None:
+        self._pending = esp
 
-    def _connected(self, progress: ProgressCallback) -> Any:
-        if self._esp is not None:
-            return self._esp
-        from esptool.cmds import attach_flash, connect_esp, detect_chip, run_stub
-
+    def _connected(self, progress: ProgressCallback) -> adapter.Loader:
+        if self._loader is not None:
+            return self._loader
         progress(Progress(Phase.CONNECT, 0, 1))
-        with self._esptool(_Where("connect", self.name)):
-            if self.chip == "auto":
-                esp = detect_chip(
-                    self.port_url,
-                    ROM_BAUD,
-                    connect_mode=self.before,
-                    connect_attempts=self.connect_attempts,
-                )
-            else:
-                esp = connect_esp(
-                    port=self.port_url,
-                    chip=self.chip,
-                    initial_baud=ROM_BAUD,
-                    before=self.before,
-                    connect_attempts=self.connect_attempts,
-                )
-            self._esp = esp
-            if self.stub and not esp.IS_STUB and not esp.secure_download_mode:
-                esp = run_stub(esp)
-                self._esp = esp
-            if self.baud != ROM_BAUD:
-                esp.change_baud(self.baud)
-            self._instrument(esp)
-            attach_flash(esp)
+        with self._esptool(_Where("connect", self.name)) as sink:
+            self._loader = adapter.connect(
+                self.port_url,
+                chip=self.chip,
+                baud=self.baud,
+                before=self.before,
+                connect_attempts=self.connect_attempts,
+                stub=self.stub,
+                sink=sink,
+                on_loader=self._keep_pending,
+            )
+            self._pending = None
         progress(Progress(Phase.CONNECT, 1, 1))
-        return esp
+        return self._loader
 
     # ---- Device -------------------------------------------------------------------------------
 
@@ -580,14 +404,37 @@ class EspDevice(Device):
     def identify(self) -> DeviceIdentity:
         if self._identity is not None:
             return self._identity
-        esp = self._connected(no_progress)
-        with self._esptool(_Where("identify", self.name)):
-            mac = bytes(esp.read_mac("BASE_MAC"))
-            platform = str(esp.CHIP_NAME)
+        loader = self._connected(no_progress)
+        if loader.secure_download_mode:
+            mac = self._mac_from_usb()
+            platform = loader.chip_name
+        else:
+            with self._esptool(_Where("identify", self.name)):
+                mac = loader.read_mac()
+                platform = loader.chip_name
         self._identity = DeviceIdentity(device_id=mac.hex(), platform=platform, mac=":".join(f"{b:02x}" for b in mac))
         return self._identity
 
-    def _check_image(self, esp: Any, image: FlashImage) -> None:
+    def _mac_from_usb(self) -> bytes:
+        """In Secure Download Mode the ROM reads no eFuse: the MAC comes from the USB serial number,
+        which the ESP32-S3/C3/C6 USB-Serial/JTAG port sets to the chip's MAC ("F4:12:FA:43:6B:A0")."""
+        text = (self.usb_serial_number or "").strip()
+        if _MAC_TEXT.fullmatch(text):
+            return bytes.fromhex(text.replace(":", "").replace("-", ""))
+        raise DeviceError(
+            "identify: the board is in Secure Download Mode, where the ROM loader reads no eFuse, and its "
+            "port's USB serial number is not a MAC",
+            device=self.name,
+            reason=Reason.PROTOCOL,
+            hint="connect the board through its own USB-Serial/JTAG port (its serial number is the MAC)",
+        )
+
+    @property
+    def secure_download_mode(self) -> bool:
+        """The board's ROM is in Secure Download Mode (known once connected)."""
+        return self._loader is not None and self._loader.secure_download_mode
+
+    def _check_image(self, loader: adapter.Loader, image: FlashImage) -> None:
         if image.kind not in CHIP_CHECKED_KINDS:
             return
         chip_id = _image_chip_id(image.data)
@@ -597,70 +444,83 @@ class EspDevice(Device):
                 device=self.name,
                 address=image.address,
             )
-        if chip_id != esp.IMAGE_CHIP_ID:
+        if chip_id != loader.image_chip_id:
             raise WrongTarget(
-                f"{image.name} is built for chip id {chip_id}, this board is a {esp.CHIP_NAME} "
-                f"(chip id {esp.IMAGE_CHIP_ID})",
+                f"{image.name} is built for chip id {chip_id}, this board is a {loader.chip_name} "
+                f"(chip id {loader.image_chip_id})",
                 device=self.name,
                 address=image.address,
                 hint="flash the image built for this chip",
             )
 
     def flash(self, images: Sequence[FlashImage], progress: ProgressCallback = no_progress) -> None:
-        from esptool.cmds import write_flash
-
-        esp = self._connected(progress)
+        loader = self._connected(progress)
         for image in images:
-            self._check_image(esp, image)
+            self._check_image(loader, image)
         for image in images:
             progress(Progress(Phase.WRITE, 0, image.size, image.name))
-            transfer = _Transfer(image, int(esp.FLASH_WRITE_SIZE), progress)
+
+            def report(done: int, image: FlashImage = image) -> None:
+                progress(Progress(Phase.WRITE, done, image.size, image.name))
+
+            transfer = adapter.Transfer(image.size, image.address, loader.block_size, report)
+            self._written.pop((image.address, image.sha256), None)
             with self._esptool(_Where("write", self.name, 0, image.address)) as sink:
                 sink.transfer = transfer
-                write_flash(
-                    self._esp,
-                    [(image.address, bytes(image.data))],
-                    compress=self.compress,
-                    no_compress=not self.compress,
-                    no_progress=False,
-                )
+                # In Secure Download Mode there is no stub; esptool then writes uncompressed (its
+                # default is to compress only through the stub), and so does the station.
+                compress = self.compress and not loader.secure_download_mode
+                checked = loader.write(image.address, image.data, compress=compress)
+            self._written[(image.address, image.sha256)] = checked
             if transfer.reported != image.size:
                 progress(Progress(Phase.WRITE, image.size, image.size, image.name))
 
-    def verify(self, images: Sequence[FlashImage], progress: ProgressCallback = no_progress) -> None:
-        esp = self._connected(progress)
+    def verify(self, images: Sequence[FlashImage], progress: ProgressCallback = no_progress) -> VerifyNote | None:
+        """Each image's MD5 as the board computes it. The check esptool's ``write_flash`` already made
+        on this connection counts (its digest is compared here again, not asked for twice); in
+        Secure Download Mode the ROM computes no MD5, as esptool itself skips it: nothing is read
+        and the note says so."""
+        loader = self._connected(progress)
+        if loader.secure_download_mode:
+            return VerifyNote(SDM_VERIFY_NOTE, verified=False)
         total = sum(image.size for image in images)
         done = 0
+        reused = 0
         progress(Progress(Phase.VERIFY, 0, total))
         for image in images:
-            with self._esptool(_Where("verify", self.name, None, image.address)):
-                digest = esp.flash_md5sum(image.address, image.size)
-            expected = hashlib.md5(image.data).hexdigest()
-            if digest != expected:
-                raise VerifyMismatch(
-                    f"{image.name}: flash MD5 {digest} is not the image's {expected}",
-                    device=self.name,
-                    address=image.address,
-                    hint="flash the board again",
-                )
+            checked = self._written.get((image.address, image.sha256))
+            if checked is not None:
+                reused += 1
+            else:
+                with self._esptool(_Where("verify", self.name, None, image.address)):
+                    digest = loader.md5(image.address, image.size)
+                expected = hashlib.md5(image.data).hexdigest()
+                if digest != expected:
+                    raise VerifyMismatch(
+                        f"{image.name}: flash MD5 {digest} is not the image's {expected}",
+                        device=self.name,
+                        address=image.address,
+                        hint="flash the board again",
+                    )
             done += image.size
             progress(Progress(Phase.VERIFY, done, total, image.name))
+        if reused == len(images) and images:
+            return VerifyNote(WRITE_MD5_NOTE, verified=True)
+        return None
 
     def read_flash(self, address: int, size: int) -> bytes:
         """``size`` bytes of the board's flash from ``address`` (e.g. its partition table, its NVS)."""
         esp = self._connected(no_progress)
         with self._esptool(_Where("read", self.name, None, address)):
-            return bytes(esp.read_flash(address, size))
+            return esp.read_flash(address, size)
 
     def restart(self) -> None:
-        from esptool.cmds import reset_chip
-
-        esp = self._esp
-        if esp is None:
+        loader = self._loader
+        if loader is None:
             return
         try:
             with self._esptool(_Where("restart", self.name)):
-                reset_chip(esp, "hard-reset")
+                loader.hard_reset()
         except DeviceDisconnected:
             pass  # the board resetting under us is what was asked for
         finally:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from station.discovery.base import Source
 
 
-def all_sources(*, usb_backend: object | None = None, esp_slots: Collection[str] = ()) -> list[Source]:
+def all_sources(
+    *,
+    usb_backend: object | None = None,
+    esp_slots: Collection[str] = (),
+    esp_options: Mapping[str, Any] | None = None,
+) -> list[Source]:
     """Every real source, USB first: a Particle board seen both on USB and as a serial port is
     flashed over DFU (the first source to claim a slot keeps it). Each keeps a vanished slot for
     ``DEFAULT_LINGER`` seconds, so a board re-enumerating after a reset is not taken for a new one.
@@ -21,5 +26,5 @@ def all_sources(*, usb_backend: object | None = None, esp_slots: Collection[str]
 
     return [
         UsbParticleSource(backend=usb_backend, linger=DEFAULT_LINGER),
-        SerialPortSource(linger=DEFAULT_LINGER, esp_slots=esp_slots),
+        SerialPortSource(linger=DEFAULT_LINGER, esp_slots=esp_slots, esp_options=esp_options),
     ]

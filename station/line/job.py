@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
-from station.devices.base import Device, DeviceDescription, DeviceIdentity, FlashImage, Phase, Progress
+from station.devices.base import Device, DeviceDescription, DeviceIdentity, FlashImage, Phase, Progress, VerifyNote
 from station.errors import Reason, StationError, VerifyMismatch, WrongTarget
 from station.line.events import (
     Event,
@@ -127,6 +127,7 @@ class JobContext:
         # Images decided only once the board is known (station flash of one ESP image: the layout
         # rules need the board's chip and, without --partition-table, its partition table).
         self.place_images: Callable[[Device, DeviceIdentity], tuple[FlashImage, ...]] | None = None
+        self.verify_note: VerifyNote | None = None  # how verify checked the images, when not by itself
 
     def event(self, cls: type[Event], **fields: object) -> None:
         self.emit(cls(time=self.clock(), slot=self.slot, label=self.label, **fields))
@@ -188,8 +189,18 @@ def run_job(
                 nvs = unit.image(rows)
                 images = (*images, nvs)
             timed(Phase.WRITE, lambda: dev.flash(images, on_progress))
-            if plan.verify is VerifyPolicy.ALWAYS:
-                timed(Phase.VERIFY, lambda: dev.verify(images, on_progress))
+            if plan.verify is not VerifyPolicy.NEVER:
+                note = timed(Phase.VERIFY, lambda: dev.verify(images, on_progress))
+                ctx.verify_note = note
+                if note is not None:
+                    if not note.verified and plan.verify is VerifyPolicy.REQUIRED:
+                        raise VerifyMismatch(
+                            f"{note.text}, and the profile requires verification",
+                            device=identity.device_id,
+                            hint='flash it on a line whose profile says verify = "always", or not in this mode',
+                        )
+                    # How the images were checked, kept with the attempt (history lists it as a phase).
+                    recorder.record_phase(attempt_id, f"{Phase.VERIFY.value}: {note.text}")
             if unit is not None:
                 _read_back(dev, nvs, identity.device_id)
                 recorder.record_unit_data(attempt_id, unit.record(rows, nvs))

@@ -1,23 +1,42 @@
-"""A SPI NOR flash chip: erased bytes read 0xFF, programming only clears bits, erase works on 4 KiB sectors.
+"""A SPI NOR flash chip: erased bytes read 0xFF, programming only clears bits, erase works on 4 KiB
+sectors or 64 KiB blocks.
 
-Erase and program costs come from the Winbond W25Q32JV datasheet (typical values) and are charged
-to the simulator's timing model.
+Erase and program costs are the Winbond W25Q32JV datasheet's (the 4 MB part on ESP32-WROOM-32
+modules; rev. H, "AC Electrical Characteristics"), typical and maximum. The simulator charges the
+typical ones unless told otherwise; the bound (esp_loader.lower_bound) is taken at typical too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from dataclasses import dataclass
 
-from station.sim.timing import FlashSpec, TimingModel
+from station.sim.timing import TimingModel
 
 SECTOR_SIZE = 0x1000
+BLOCK_SIZE = 0x10000
 PAGE_SIZE = 256
 
-# W25Q32JV: tSE 45 ms per 4 KiB sector, tPP 0.4 ms per 256-byte page, tCE 10 s for the chip.
-W25Q32_SPEC = FlashSpec(sector_erase=0.045, program_per_byte=0.0004 / PAGE_SIZE)
-W25Q32_CHIP_ERASE = 10.0
-# Reading for MD5 at 40 MHz quad I/O is ~20 MB/s; the ROM's MD5 loop is slower, ~5 MB/s.
+
+@dataclass(frozen=True)
+class NorTimes:
+    """A NOR part's erase and program times in seconds."""
+
+    sector_erase: float  # 4 KiB (tSE)
+    block_erase: float  # 64 KiB (tBE2)
+    page_program: float  # 256 bytes (tPP)
+    chip_erase: float  # whole chip (tCE)
+
+    def program_cost(self, nbytes: int) -> float:
+        return -(-nbytes // PAGE_SIZE) * self.page_program
+
+
+# W25Q32JV: tSE 45 / 400 ms, tBE2 150 / 2000 ms, tPP 0.4 / 3 ms, tCE 10 / 50 s (typical / maximum).
+W25Q32JV_TYPICAL = NorTimes(sector_erase=0.045, block_erase=0.150, page_program=0.0004, chip_erase=10.0)
+W25Q32JV_MAXIMUM = NorTimes(sector_erase=0.400, block_erase=2.000, page_program=0.003, chip_erase=50.0)
+# The ROM's and the stub's SPI_FLASH_MD5 read the flash and hash it on the chip: about 5 MB/s
+# (0.2 s per MiB, what esptool's "Hash of data verified" takes after a 1 MiB write on an ESP32).
 MD5_BYTES_PER_SECOND = 5_000_000
 
 
@@ -33,17 +52,21 @@ class NorFlash:
         size: int = 4 * 1024 * 1024,
         *,
         timing: TimingModel | None = None,
-        spec: FlashSpec = W25Q32_SPEC,
-        chip_erase_seconds: float = W25Q32_CHIP_ERASE,
+        times: NorTimes = W25Q32JV_TYPICAL,
     ) -> None:
         if size <= 0 or size % SECTOR_SIZE:
             raise ValueError(f"flash size {size} is not a positive multiple of {SECTOR_SIZE}")
         self.size = size
         self._data = bytearray(b"\xff" * size)
         self._timing = timing if timing is not None else TimingModel(enabled=False)
-        self._spec = spec
-        self._chip_erase_seconds = chip_erase_seconds
+        self.times = times
         self._lock = threading.Lock()
+
+    def _charge(self, seconds: float, what: str, background: bool) -> None:
+        if background:
+            self._timing.background(seconds, what)
+        else:
+            self._timing.spend(seconds, what)
 
     @property
     def capacity_id(self) -> int:
@@ -54,8 +77,9 @@ class NorFlash:
         if address < 0 or length < 0 or address + length > self.size:
             raise FlashRangeError(f"flash access {address:#x}+{length:#x} is beyond the {self.size:#x}-byte chip")
 
-    def erase(self, address: int, length: int) -> int:
-        """Erase every sector touched by ``[address, address + length)``; returns how many."""
+    def erase(self, address: int, length: int, *, background: bool = False) -> int:
+        """Erase every sector touched by ``[address, address + length)`` the way the ROM's
+        esp_rom_spiflash_erase_area does (see ``erase_cost``); returns how many sectors."""
         if length == 0:
             return 0
         self._check(address, length)
@@ -63,19 +87,29 @@ class NorFlash:
         last = (address + length - 1) // SECTOR_SIZE
         with self._lock:
             self._data[first * SECTOR_SIZE : (last + 1) * SECTOR_SIZE] = b"\xff" * ((last + 1 - first) * SECTOR_SIZE)
-        count = last + 1 - first
-        self._timing.spend(self._spec.erase_cost(count), "erase")
-        return count
+        self._charge(erase_cost(first, last + 1 - first, self.times), "erase", background)
+        return last + 1 - first
 
-    def erase_sector(self, index: int) -> None:
-        self.erase(index * SECTOR_SIZE, SECTOR_SIZE)
+    def erase_block(self, index: int, *, background: bool = False) -> None:
+        """One 64 KiB block erase (tBE2)."""
+        self._check(index * BLOCK_SIZE, BLOCK_SIZE)
+        with self._lock:
+            self._data[index * BLOCK_SIZE : (index + 1) * BLOCK_SIZE] = b"\xff" * BLOCK_SIZE
+        self._charge(self.times.block_erase, "erase", background)
+
+    def erase_sector(self, index: int, *, background: bool = False) -> None:
+        """One 4 KiB sector erase (tSE)."""
+        self._check(index * SECTOR_SIZE, SECTOR_SIZE)
+        with self._lock:
+            self._data[index * SECTOR_SIZE : (index + 1) * SECTOR_SIZE] = b"\xff" * SECTOR_SIZE
+        self._charge(self.times.sector_erase, "erase", background)
 
     def erase_all(self) -> None:
         with self._lock:
             self._data[:] = b"\xff" * self.size
-        self._timing.spend(self._chip_erase_seconds, "erase")
+        self._timing.spend(self.times.chip_erase, "erase")
 
-    def program(self, address: int, data: bytes) -> None:
+    def program(self, address: int, data: bytes, *, background: bool = False) -> None:
         """Program ``data``: each bit can only go from 1 to 0, as on NOR flash."""
         self._check(address, len(data))
         with self._lock:
@@ -83,7 +117,7 @@ class NorFlash:
             old = int.from_bytes(self._data[address:end], "little")
             new = old & int.from_bytes(data, "little")
             self._data[address:end] = new.to_bytes(len(data), "little")
-        self._timing.spend(self._spec.program_cost(len(data)), "program")
+        self._charge(self.times.program_cost(len(data)), "program", background)
 
     def read(self, address: int, length: int) -> bytes:
         self._check(address, length)
@@ -100,3 +134,15 @@ class NorFlash:
         self._check(address, len(data))
         with self._lock:
             self._data[address : address + len(data)] = data
+
+
+def erase_cost(first_sector: int, sectors: int, times: NorTimes) -> float:
+    """The ROM's erase of ``sectors`` from ``first_sector`` (esp_rom_spiflash_erase_area, ESP-IDF
+    components/esp_rom/patches/esp_rom_spiflash.c): a "head" of 4 KiB sector erases up to the next
+    64 KiB boundary, a whole block's worth when the start is already aligned (16 - first % 16, the
+    "BUG of 6.0 erase" it keeps), then 64 KiB block erases while a block is left, then sectors."""
+    per_block = BLOCK_SIZE // SECTOR_SIZE
+    head = min(per_block - first_sector % per_block, sectors)
+    left = sectors - head
+    blocks, tail = divmod(left, per_block)
+    return (head + tail) * times.sector_erase + blocks * times.block_erase

@@ -18,10 +18,19 @@ import tty
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from station.sim.esp_chips import ChipProfile, chip_profile, parse_mac, random_mac
-from station.sim.esp_flash import SECTOR_SIZE, W25Q32_SPEC, NorFlash
+from station.sim.esp_flash import (
+    BLOCK_SIZE,
+    MD5_BYTES_PER_SECOND,
+    SECTOR_SIZE,
+    W25Q32JV_TYPICAL,
+    NorFlash,
+    NorTimes,
+    erase_cost,
+)
 from station.sim.esp_session import (
     COMMAND_LATENCY,
     DATA_HEADER,
@@ -32,7 +41,7 @@ from station.sim.esp_session import (
     UnsupportedReply,
 )
 from station.sim.faults import FaultPlan
-from station.sim.timing import FlashSpec, TimingModel
+from station.sim.timing import TimingModel
 
 _POLL_SECONDS = 0.1
 _RECV_BYTES = 65536
@@ -55,15 +64,19 @@ class SimulatedEsp:
         flash_size: int = 4 * 1024 * 1024,
         unsupported_reply: UnsupportedReply | str = UnsupportedReply.ROM,
         rng: random.Random | None = None,
+        secure_download: bool = False,
+        flash_times: NorTimes = W25Q32JV_TYPICAL,
     ) -> None:
+        """``secure_download``: the chip's eFuses enable Secure Download Mode (ESP32-S3/C3 here): the
+        ROM writes flash but refuses register reads, MD5, flash reads and the stub upload."""
         self.profile: ChipProfile = chip_profile(chip)
         mac_bytes = parse_mac(mac) if mac is not None else random_mac(self.profile, rng or random.Random())
         # Timed like the hardware unless told otherwise; unit tests pass an untimed model.
         self.timing = timing if timing is not None else TimingModel()
         self.faults = faults if faults is not None else FaultPlan()
         self.unsupported_reply = UnsupportedReply(unsupported_reply)
-        self.flash = NorFlash(flash_size, timing=self.timing)
-        self.chip = EspChip(self.profile, mac_bytes, self.flash)
+        self.flash = NorFlash(flash_size, timing=self.timing, times=flash_times)
+        self.chip = EspChip(self.profile, mac_bytes, self.flash, secure_download=secure_download)
         self._lock = threading.Lock()
         self._life = threading.Lock()  # serving and stopping, one at a time (a re-plug races an unplug)
         self._stop = threading.Event()
@@ -275,12 +288,18 @@ class SimulatedEsp:
         self,
         images: Sequence[tuple[int, bytes]],
         *,
-        baud: int = 921600,
+        baud: int = 460800,
         stub: bool = True,
         compress: bool = True,
     ) -> float:
         """Seconds this chip's timing model needs at least to write and MD5-check ``images``."""
-        return lower_bound(images, baud=baud, stub=stub, compress=compress, spec=W25Q32_SPEC)
+        return lower_bound(images, baud=baud, stub=stub, compress=compress, times=self.flash.times)
+
+    def bound_parts(
+        self, images: Sequence[tuple[int, bytes]], *, baud: int = 460800, stub: bool = True, compress: bool = True
+    ) -> EspBound:
+        """``lower_bound`` in its parts: wire, device work, fixed waits."""
+        return bound_parts(images, baud=baud, stub=stub, compress=compress, times=self.flash.times)
 
 
 def _writer(fd: int) -> Callable[[bytes], None]:
@@ -299,37 +318,157 @@ def _wire_bytes(payload: int) -> int:
     return payload + REQUEST_HEADER.size + 2
 
 
+# Reply frames: header (8) + status (stub 2, ESP32-family ROM 4) + the two delimiters.
+_STUB_REPLY = 8 + 2 + 2
+_ROM_REPLY = 8 + 4 + 2
+
+
+@dataclass(frozen=True)
+class EspBound:
+    """The least time the timing model allows for a write + MD5 job, in its parts.
+
+    ``wire``: request and reply bytes at the line rate (the stub upload at the ROM's 115200);
+    ``device``: chip work the host has to wait for (ROM erase and program, the stub's erase/program
+    not hidden behind the next block, the MD5); ``fixed``: one command turnaround per request;
+    ``overlapped``: stub work done while the next block was on the wire (not in the total).
+    """
+
+    wire: float
+    device: float
+    fixed: float
+    overlapped: float
+
+    @property
+    def total(self) -> float:
+        return self.wire + self.device + self.fixed
+
+    def parts(self) -> str:
+        return (
+            f"wire {self.wire:.3f} s + device {self.device:.3f} s + fixed {self.fixed:.3f} s"
+            f" (overlapped {self.overlapped:.3f} s)"
+        )
+
+
 def lower_bound(
     images: Sequence[tuple[int, bytes]],
     *,
-    baud: int = 921600,
+    baud: int = 460800,
     stub: bool = True,
     compress: bool = True,
-    spec: FlashSpec = W25Q32_SPEC,
+    times: NorTimes = W25Q32JV_TYPICAL,
     latency: float = COMMAND_LATENCY,
 ) -> float:
-    """The least time the ESP timing model allows for a write + MD5 job, ignoring sync and register traffic.
+    """``bound_parts(...).total``."""
+    return bound_parts(images, baud=baud, stub=stub, compress=compress, times=times, latency=latency).total
 
-    Counts: the stub upload at the ROM's 115200 baud (when ``stub``), each image's bytes on the wire
-    at ``baud`` (zlib level 9 when ``compress``, as esptool sends them) with one command latency per
-    block, erasing every 4 KiB sector it covers, and programming its bytes.
+
+def bound_parts(
+    images: Sequence[tuple[int, bytes]],
+    *,
+    baud: int = 460800,
+    stub: bool = True,
+    compress: bool = True,
+    times: NorTimes = W25Q32JV_TYPICAL,
+    latency: float = COMMAND_LATENCY,
+) -> EspBound:
+    """The least time the ESP timing model allows for writing and MD5-checking ``images``, as esptool
+    sends them (zlib level 9 in 16 KiB slices through the stub; 1 KiB plain blocks to the ROM).
+
+    The stub's pipeline, as in its C source (esptool-legacy-flasher-stub, stub_flasher.c and
+    stub_write_flash.c): each block is ACKed as soon as it is received and checked, then inflated,
+    erased (64 KiB block erases where aligned, else 4 KiB sectors) and programmed while the next
+    block is on the wire; the next command is taken only when that work is done, and
+    FLASH_DEFL_END is answered after the last block is written. The ROM erases the whole region at
+    FLASH_BEGIN and programs each block before answering. Sync, register reads and the SPI flash
+    probe (about 60 short commands at 115200) are not counted.
     """
-    total = 0.0
+    wire = device = fixed = stub_work = stub_waited = 0.0
+    t = 0.0  # the job's timeline
+    busy = 0.0  # when the stub's background work ends
+
+    def request(payload: int, rate: float) -> None:
+        nonlocal wire, fixed, t
+        cost = _wire_bytes(payload) * 10 / rate
+        wire += cost
+        fixed += latency
+        t += cost + latency
+
+    def wait_for_stub() -> None:
+        nonlocal device, stub_waited, t
+        if busy > t:
+            device += busy - t
+            stub_waited += busy - t
+            t = busy
+
+    def reply(nbytes: int, rate: float) -> None:
+        nonlocal wire, t
+        cost = nbytes * 10 / rate
+        wire += cost
+        t += cost
+
+    def work(seconds: float) -> None:
+        nonlocal device, t
+        device += seconds
+        t += seconds
+
     if stub:
         blocks = -(-STUB_UPLOAD_BYTES // 0x1800)
-        total += _wire_bytes(STUB_UPLOAD_BYTES + blocks * DATA_HEADER.size) * 10 / ROM_BAUD
-        total += (blocks + 3) * latency
-    block = STUB_BLOCK if stub else ROM_BLOCK
+        for _ in range(2 + 1):  # MEM_BEGIN x2 + MEM_END
+            request(16, ROM_BAUD)
+            reply(_ROM_REPLY, ROM_BAUD)
+        for _ in range(blocks):
+            request(DATA_HEADER.size, ROM_BAUD)
+            reply(_ROM_REPLY, ROM_BAUD)
+        wire += STUB_UPLOAD_BYTES * 10 / ROM_BAUD
+        t += STUB_UPLOAD_BYTES * 10 / ROM_BAUD
+    per_block = BLOCK_SIZE // SECTOR_SIZE
+    answer = _STUB_REPLY if stub else _ROM_REPLY
     for address, data in images:
         if not data:
             continue
-        payload = len(zlib.compress(data, 9)) if compress else len(data)
-        if not compress:
-            payload = -(-payload // block) * block
-        blocks = -(-payload // block)
-        total += _wire_bytes(payload + blocks * DATA_HEADER.size) * 10 / baud
-        total += (blocks + 2) * latency  # the blocks, BEGIN and MD5
-        first = address // SECTOR_SIZE
-        last = (address + len(data) - 1) // SECTOR_SIZE
-        total += spec.erase_cost(last - first + 1) + spec.program_cost(len(data))
-    return total
+        size = len(data) + (-len(data)) % 4
+        if not stub:
+            address, size = address - address % SECTOR_SIZE, size + address % SECTOR_SIZE
+        request(20 if stub else 16, baud)  # FLASH(_DEFL)_BEGIN
+        if not stub:
+            first = address // SECTOR_SIZE
+            work(erase_cost(first, -(-size // SECTOR_SIZE), times))
+        reply(answer, baud)
+        block = STUB_BLOCK if stub else ROM_BLOCK
+        sent = zlib.compress(data, 9) if compress else data
+        slices = [sent[i : i + block] for i in range(0, len(sent), block)]
+        inflater = zlib.decompressobj() if compress else None
+        erased_to = address - address % SECTOR_SIZE
+        erase_left = -(-(address % SECTOR_SIZE + size) // SECTOR_SIZE)
+        written = 0
+        for piece in slices:
+            request(DATA_HEADER.size + (len(piece) if compress else block), baud)
+            if not stub:
+                work(times.program_cost(block))
+                reply(answer, baud)
+                continue
+            wait_for_stub()
+            out = len(inflater.decompress(piece)) if inflater is not None else len(piece)
+            end = address + written + out
+            cost = 0.0
+            while erased_to < end:
+                sector = erased_to // SECTOR_SIZE
+                if erase_left >= per_block and sector % per_block == 0:
+                    cost, step = cost + times.block_erase, per_block
+                else:
+                    cost, step = cost + times.sector_erase, 1
+                erased_to += step * SECTOR_SIZE
+                erase_left = max(0, erase_left - step)
+            cost += times.program_cost(out)
+            written += out
+            busy = max(busy, t) + cost
+            stub_work += cost
+            reply(answer, baud)
+        if stub:  # FLASH_DEFL_END / FLASH_END: answered once the last block is written
+            request(4, baud)
+            wait_for_stub()
+            reply(answer, baud)
+        request(16, baud)  # SPI_FLASH_MD5
+        work(size / MD5_BYTES_PER_SECOND)
+        reply(answer + (16 if stub else 32), baud)
+    return EspBound(wire=wire, device=device, fixed=fixed, overlapped=stub_work - stub_waited)

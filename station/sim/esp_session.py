@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 
 from station.sim.esp_chips import CHIP_DETECT_MAGIC_REG, XTAL_HZ, ChipProfile, mac_registers
-from station.sim.esp_flash import SECTOR_SIZE, FlashRangeError, NorFlash
+from station.sim.esp_flash import BLOCK_SIZE, SECTOR_SIZE, FlashRangeError, NorFlash
 from station.sim.esp_slip import SlipDecoder, slip_encode
 from station.sim.faults import FaultKind, FaultPlan
 from station.sim.timing import TimingModel
@@ -79,6 +79,26 @@ class Op(IntEnum):
 
 ROM_OPS = frozenset(Op) - {Op.ERASE_FLASH, Op.ERASE_REGION, Op.READ_FLASH, Op.RUN_USER_CODE}
 STUB_OPS = frozenset(Op) - {Op.READ_FLASH_SLOW}
+# Secure Download Mode (eFuse ENABLE_SECURITY_DOWNLOAD): the ROM takes only the commands that write
+# flash plainly, and refuses every read (registers, flash, MD5) and every RAM download (no stub).
+# esptool's "Secure Download Mode" docs list these; esptool then skips its MD5 check and the stub.
+SDM_OPS = frozenset(
+    {
+        Op.SYNC,
+        Op.FLASH_BEGIN,
+        Op.FLASH_DATA,
+        Op.FLASH_END,
+        Op.FLASH_DEFL_BEGIN,
+        Op.FLASH_DEFL_DATA,
+        Op.FLASH_DEFL_END,
+        Op.SPI_ATTACH,
+        Op.SPI_SET_PARAMS,
+        Op.CHANGE_BAUDRATE,
+        Op.GET_SECURITY_INFO,
+    }
+)
+# GET_SECURITY_INFO flag bits (esp-serial-protocol.md §5).
+SECURITY_FLAG_SECURE_DOWNLOAD = 1 << 2
 
 
 class Failure(Enum):
@@ -134,10 +154,14 @@ def checksum(data: bytes) -> int:
 class EspChip:
     """The hardware that outlives a boot: flash, eFuses and registers, and a count of commands seen."""
 
-    def __init__(self, profile: ChipProfile, mac: bytes, flash: NorFlash) -> None:
+    def __init__(self, profile: ChipProfile, mac: bytes, flash: NorFlash, *, secure_download: bool = False) -> None:
+        if secure_download and profile.chip_id is None:
+            # esptool learns SDM from GET_SECURITY_INFO, which this chip's ROM does not have.
+            raise ValueError(f"{profile.name}: Secure Download Mode is simulated for chips with GET_SECURITY_INFO")
         self.profile = profile
         self.mac = mac
         self.flash = flash
+        self.secure_download = secure_download
         self._lock = threading.Lock()
         self._regs: dict[int, int] = {}
         self._fixed = dict(profile.fixed_regs)
@@ -219,6 +243,7 @@ class _FlashWrite:
     next_seq: int = 0
     written: int = 0
     erased_to: int = 0  # stub: erased lazily up to here
+    erase_left: int = 0  # stub: sectors of the write's region not erased yet
     inflater: zlib._Decompress | None = None
 
 
@@ -363,6 +388,8 @@ class LoaderSession:
         if direction != 0:
             return
         self.timing.spend(COMMAND_LATENCY, "latency")
+        # The stub's main loop takes the next command only once the last block is written.
+        self.timing.join("flash-wait")
         body = frame[REQUEST_HEADER.size :]
         try:
             known = Op(op)
@@ -371,7 +398,7 @@ class LoaderSession:
             self._refuse_unknown(out, op)
             return
         self.chip.count(known.name)
-        allowed = STUB_OPS if self.is_stub else ROM_OPS
+        allowed = STUB_OPS if self.is_stub else SDM_OPS if self.chip.secure_download else ROM_OPS
         if known not in allowed or (known is Op.GET_SECURITY_INFO and self.chip.profile.chip_id is None):
             self._refuse_unknown(out, op)
             return
@@ -491,7 +518,8 @@ class LoaderSession:
         if body:
             raise _Refused(Failure.INVALID_MESSAGE)
         chip_id = self.chip.profile.chip_id or 0
-        return SECURITY_INFO.pack(0, 0, *([0] * 7), chip_id, 0)
+        flags = SECURITY_FLAG_SECURE_DOWNLOAD if self.chip.secure_download else 0
+        return SECURITY_INFO.pack(flags, 0, *([0] * 7), chip_id, 0)
 
     def _begin_params(self, body: bytes) -> tuple[int, int, int, int]:
         words = 5 if self.is_stub else self.chip.profile.rom_begin_words
@@ -517,6 +545,7 @@ class LoaderSession:
             block_size=block_size,
             serial=self._writes,
             erased_to=offset - offset % SECTOR_SIZE,
+            erase_left=-(-(offset % SECTOR_SIZE + size) // SECTOR_SIZE),
             inflater=zlib.decompressobj() if compressed else None,
         )
         if not self.is_stub and size:
@@ -561,14 +590,31 @@ class LoaderSession:
         if not data:
             return
         if self.is_stub:
+            # The stub ACKed this block before writing it (stub_flasher.c: "ACK DATA commands
+            # immediately, then process them"); its erase and program run while the next block is on
+            # the wire, and the next command waits for them (``join`` in ``_frame``).
             end = address + len(data)
-            while write.erased_to < end:  # the stub erases sector by sector as data arrives
-                flash.erase_sector(write.erased_to // SECTOR_SIZE)
-                write.erased_to += SECTOR_SIZE
+            while write.erased_to < end:
+                self._stub_erase_next(write)
         try:
-            flash.program(address, data)
+            flash.program(address, data, background=self.is_stub)
         except FlashRangeError:
             raise _Refused(Failure.FLASH_WRITE) from None
+
+    def _stub_erase_next(self, write: _FlashWrite) -> None:
+        """stub_write_flash.c start_next_erase: a 64 KiB block erase when the next sector starts a
+        block and at least a block of the region is left, else one 4 KiB sector."""
+        flash = self.chip.flash
+        sector = write.erased_to // SECTOR_SIZE
+        per_block = BLOCK_SIZE // SECTOR_SIZE
+        if write.erase_left >= per_block and sector % per_block == 0:
+            flash.erase_block(sector // per_block, background=True)
+            step = per_block
+        else:
+            flash.erase_sector(sector, background=True)
+            step = 1
+        write.erased_to += step * SECTOR_SIZE
+        write.erase_left = max(0, write.erase_left - step)
 
     def _flash_data(self, body: bytes, chk: int) -> bytes:
         checked = self._data_block(body, chk, compressed=False)

@@ -67,6 +67,11 @@ class TimingModel:
         self._late = 0.0  # how late the last sleep woke past its deadline: the OS's, not the device's
         self.spent = 0.0
         self.by_kind: dict[str, float] = defaultdict(float)
+        # Work a device does after it has answered, while the next request is still on the wire
+        # (the ESP flasher stub's erase and program): counted here, owed only when ``join`` is called.
+        self.overlapped_by_kind: dict[str, float] = defaultdict(float)
+        self._background_modelled = 0.0  # when that work ends, on the ``spent`` timeline
+        self._background_due: float | None = None  # and on the wall clock
 
     def spend(self, seconds: float, what: str = "other") -> None:
         if seconds <= 0:
@@ -91,9 +96,44 @@ class TimingModel:
                 if self._due == due:  # nothing was charged meanwhile from another thread
                     self._late = min(max(woke - due, 0.0), _MAX_LATE)
 
+    def background(self, seconds: float, what: str = "other") -> None:
+        """The device starts ``seconds`` of work that runs behind the link: nobody waits for it
+        until ``join``. It starts when the device is free (after its last answer and any earlier
+        background work)."""
+        if seconds <= 0:
+            return
+        with self._lock:
+            self.overlapped_by_kind[what] += seconds
+            self._background_modelled = max(self._background_modelled, self.spent) + seconds
+            if not self.enabled:
+                return
+            now = self._clock()
+            free = max(self._background_due or now, self._due or now, now)
+            self._background_due = free + seconds
+
+    def join(self, what: str = "busy") -> None:
+        """The device cannot take the next request before its background work is done: wait for it."""
+        with self._lock:
+            owed = self._background_modelled - self.spent
+            if owed > 0:
+                self.spent += owed
+                self.by_kind[what] += owed
+            due = self._background_due
+            if not self.enabled or due is None:
+                return
+            now = self._clock()
+            if self._due is None or due > self._due:
+                self._due = due
+            wait = due - now
+        if wait > _SLEEP_GRANULARITY:
+            self._sleep(wait)
+
     def reset(self) -> None:
         with self._lock:
             self.spent = 0.0
             self.by_kind.clear()
+            self.overlapped_by_kind.clear()
             self._due = None
             self._late = 0.0
+            self._background_modelled = 0.0
+            self._background_due = None

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from firmware_tools.esp import build_app_image
-from station.devices.base import Family, FlashImage, Mode, Phase, Progress
+from station.devices.base import Family, FlashImage, Mode, Phase, Progress, VerifyNote
 from station.devices.esp import EspDevice, find_esp_ports
 from station.errors import DeviceDisconnected, DeviceError, DeviceTimeout, Reason, VerifyMismatch, WrongTarget
 from station.sim.esp_loader import SimulatedEsp
@@ -101,12 +101,84 @@ def test_verify_names_the_image_and_address_on_mismatch(sim: SimulatedEsp) -> No
     image = app_image()
     with EspDevice(sim.url) as device:
         device.flash([image])
-        flipped = bytes([image.data[1000] ^ 0x01])
-        sim.flash.load(image.address + 1000, flipped)  # a bit flipped after programming
-        with pytest.raises(VerifyMismatch) as caught:
-            device.verify([image])
+    flipped = bytes([image.data[1000] ^ 0x01])
+    sim.flash.load(image.address + 1000, flipped)  # a bit flipped after programming
+    # A new connection has no write of its own to go by: it asks the board for the MD5.
+    with EspDevice(sim.url) as device, pytest.raises(VerifyMismatch) as caught:
+        device.verify([image])
     assert caught.value.address == image.address
     assert image.name in str(caught.value)
+
+
+@pytest.mark.parametrize("stub", [True, False], ids=["stub", "rom"])
+def test_verify_after_write_uses_esptools_md5_check_instead_of_asking_twice(sim: SimulatedEsp, stub: bool) -> None:
+    assert sim.url is not None
+    image = app_image(seed=7, payload=30001)  # not a multiple of 4: esptool pads the checked range
+    with EspDevice(sim.url, stub=stub) as device:
+        device.flash([image])
+        assert sim.commands["SPI_FLASH_MD5"] == 1  # write_flash's own check
+        note = device.verify([image])
+    assert sim.commands["SPI_FLASH_MD5"] == 1
+    assert note == VerifyNote("verified by esptool write-flash MD5", verified=True)
+
+
+def test_write_flash_md5_failure_is_a_verify_mismatch(sim: SimulatedEsp, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert sim.url is not None
+    program = sim.flash.program
+
+    def weak_cell(address: int, data: bytes, *, background: bool = False) -> None:  # a bit that will not program
+        weak = data[:1] + bytes([data[1] | 0x01]) + data[2:] if len(data) > 2 else data
+        program(address, weak, background=background)
+
+    monkeypatch.setattr(sim.flash, "program", weak_cell)
+    with EspDevice(sim.url) as device, pytest.raises(VerifyMismatch, match="does not hold"):
+        device.flash([app_image(seed=8)])
+
+
+def test_chip_hint_skips_detection_and_a_wrong_board_is_wrong_target(sim: SimulatedEsp) -> None:
+    assert sim.url is not None
+    with EspDevice(sim.url, chip="ESP32") as device:
+        assert device.identify().platform == "ESP32"
+    # An ESP32 ROM refuses GET_SECURITY_INFO (and esptool drains 0.2 s after each refusal): with the
+    # chip named, the station checks the magic register only.
+    assert sim.commands["SYNC"] == 1 and sim.commands["GET_SECURITY_INFO"] == 0
+    sim.commands.clear()
+    with EspDevice(sim.url) as device:
+        device.identify()
+    assert sim.commands["GET_SECURITY_INFO"] == 2
+    with EspDevice(sim.url, chip="esp32s3") as device, pytest.raises(WrongTarget, match="not ESP32-S3"):
+        device.identify()
+
+
+def test_one_image_is_compressed_once_for_every_board(monkeypatch: pytest.MonkeyPatch) -> None:
+    import zlib
+
+    from station.devices import esptool_adapter
+
+    esptool_adapter.COMPRESSION_CACHE.clear()
+    real = zlib.compress
+    calls: list[int] = []
+
+    def counting(data: bytes, level: int = -1, wbits: int = 15) -> bytes:
+        calls.append(len(data))
+        return real(data, level, wbits)
+
+    # Counted at zlib itself: if esptool compressed some other way, or the cache were bypassed,
+    # the count would not be one per image.
+    monkeypatch.setattr(zlib, "compress", counting)
+    second = app_image(seed=12, payload=20000)
+    images = [app_image(seed=11), FlashImage(second.name, second.data, 0x200000, "app")]
+    sims = [SimulatedEsp("esp32", unsupported_reply="echo", timing=OFF) for _ in range(3)]
+    try:
+        for board in sims:
+            flash_and_verify(board.serve_tcp(), images)
+            for image in images:
+                assert board.read_flash(image.address, image.size) == image.data
+    finally:
+        for board in sims:
+            board.stop()
+    assert len(calls) == len(images)
+    assert esptool_adapter.COMPRESSION_CACHE.hits == len(images) * (len(sims) - 1)
 
 
 FAULTS = [
@@ -268,7 +340,28 @@ def test_modelled_time_of_a_job_is_at_least_its_lower_bound() -> None:
         flash_and_verify(url, [image], baud=921600, stub=True, compress=True)
         bound = sim.lower_bound([(image.address, image.data)], baud=921600, stub=True, compress=True)
     assert 0 < bound <= timing.spent
-    assert timing.by_kind["erase"] > 0 and timing.by_kind["program"] > 0 and timing.by_kind["uart"] > 0
+    # The stub's erase and program run behind the wire: counted as overlapped work.
+    assert timing.overlapped_by_kind["erase"] > 0 and timing.overlapped_by_kind["program"] > 0
+    assert timing.by_kind["uart"] > 0
+
+
+@pytest.mark.parametrize("stub", [True, False], ids=["stub", "rom"])
+def test_the_modelled_write_is_its_bound_plus_connect_traffic(stub: bool) -> None:
+    """The bound is the model's own pipeline: the simulator's timeline for a 1 MiB write differs from it
+    only by the sync, register and SPI-probe commands the bound leaves out."""
+    image = FlashImage("big.bin", build_app_image(payload_size=1024 * 1024 - 300, seed=12), 0x10000, "app")
+    timing = TimingModel(enabled=False)
+    with SimulatedEsp("esp32", timing=timing, unsupported_reply="echo") as sim:
+        flash_and_verify(sim.serve_tcp(), [image], baud=460800, stub=stub, compress=stub)
+        parts = sim.bound_parts([(image.address, image.data)], baud=460800, stub=stub, compress=stub)
+    # About 75 commands at 115200 before the write (sync, eFuse reads, SPI probe): < 0.5 s.
+    assert parts.total <= timing.spent <= parts.total + 0.5
+    if stub:
+        # 64 KiB block erases (tBE2) for the aligned part of the region, hidden behind the wire.
+        assert parts.overlapped > 0.8 * (timing.overlapped_by_kind["erase"] + timing.overlapped_by_kind["program"])
+        assert timing.overlapped_by_kind["erase"] < 20 * 0.150
+    else:
+        assert parts.overlapped == 0 and parts.device > 2.0  # the ROM erases up front and programs per block
 
 
 @pytest.mark.slow

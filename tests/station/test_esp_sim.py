@@ -21,7 +21,7 @@ from station.sim.esp_chips import (
     mac_registers,
     parse_mac,
 )
-from station.sim.esp_flash import SECTOR_SIZE, W25Q32_SPEC, FlashRangeError, NorFlash
+from station.sim.esp_flash import SECTOR_SIZE, W25Q32JV_MAXIMUM, W25Q32JV_TYPICAL, FlashRangeError, NorFlash
 from station.sim.esp_loader import SimulatedEsp, lower_bound
 from station.sim.esp_session import (
     DATA_HEADER,
@@ -82,8 +82,21 @@ def test_flash_costs_are_charged_from_the_datasheet() -> None:
     flash = NorFlash(64 * 1024, timing=timing)
     flash.erase(0, 3 * SECTOR_SIZE)
     flash.program(0, b"\x00" * 512)
-    assert timing.by_kind["erase"] == pytest.approx(3 * W25Q32_SPEC.sector_erase)
-    assert timing.by_kind["program"] == pytest.approx(W25Q32_SPEC.program_cost(512))
+    assert timing.by_kind["erase"] == pytest.approx(3 * W25Q32JV_TYPICAL.sector_erase)
+    assert timing.by_kind["program"] == pytest.approx(2 * W25Q32JV_TYPICAL.page_program)
+    timing.reset()
+    # The ROM's erase_area: sectors up to the next 64 KiB boundary (a whole block's worth from an
+    # aligned start), then 64 KiB block erases (tBE2 150 ms instead of 16 x 45 ms), then sectors.
+    big = NorFlash(1024 * 1024, timing=timing)
+    big.erase(0x3000, 0x21000)  # sectors 3..35: 13 head sectors, block 1, 4 tail sectors
+    t = W25Q32JV_TYPICAL
+    assert timing.by_kind["erase"] == pytest.approx(17 * t.sector_erase + t.block_erase)
+    timing.reset()
+    big.erase(0x10000, 0x40000)  # aligned: a head of 16 sectors, then 3 blocks
+    assert timing.by_kind["erase"] == pytest.approx(16 * t.sector_erase + 3 * t.block_erase)
+    slow = TimingModel(enabled=False)
+    NorFlash(64 * 1024, timing=slow, times=W25Q32JV_MAXIMUM).erase(0, SECTOR_SIZE)
+    assert slow.by_kind["erase"] == pytest.approx(0.400)  # the datasheet maximum, when asked for
 
 
 def test_esp32_mac_efuse_words_carry_the_crc() -> None:
@@ -344,3 +357,29 @@ def test_any_image_written_through_the_session_reads_back(data: bytes, offset: i
     [(_, _, answer)] = _replies(session.receive(_request(Op.SPI_FLASH_MD5, md5)).data)
     expected = hashlib.md5(data).digest()
     assert answer[:16] == expected if stub else answer[:32] == expected.hex().encode()
+
+
+def test_background_work_is_owed_only_when_the_device_must_wait_for_it() -> None:
+    """The stub's erase/program after an ACK: counted as overlapped, charged only where the next
+    command has to wait for it; on the wall clock too (a fake clock and sleep)."""
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    timing = TimingModel(enabled=True, clock=lambda: now[0], sleep=sleep)
+    timing.spend(1.0, "uart")  # block 1 on the wire
+    timing.background(2.0, "erase")  # its erase, after the ACK
+    timing.spend(0.5, "uart")  # block 2 arrives meanwhile
+    timing.join("flash-wait")  # the stub takes block 2 only when block 1 is written
+    assert timing.spent == pytest.approx(3.0)
+    assert timing.by_kind["flash-wait"] == pytest.approx(1.5)
+    assert timing.overlapped_by_kind["erase"] == pytest.approx(2.0)
+    assert now[0] == pytest.approx(3.0)  # the caller really waited until the work was done
+    timing.spend(3.0, "uart")  # a long block: the next background work is hidden entirely
+    timing.background(1.0, "erase")
+    timing.spend(2.0, "uart")
+    timing.join("flash-wait")
+    assert timing.by_kind["flash-wait"] == pytest.approx(1.5)
