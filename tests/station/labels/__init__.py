@@ -1,0 +1,1 @@
+"""Tests of station.labels: unit labels, their ZPL, PNG preview and printers."""

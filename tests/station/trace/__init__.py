@@ -1,0 +1,1 @@
+"""Tests of station.trace: operators, roles, the audit chain, the release floor."""
