@@ -171,7 +171,9 @@ def write_key_pair(
         for p in (private_path, public_path):
             if p.exists() or p.is_symlink():
                 raise FirmwareError(
-                    "already exists; refusing to replace a key", file=str(p), hint="choose another --out"
+                    "already exists; refusing to replace a key",
+                    file=str(p),
+                    hint="choose another --out, or pass --force to replace it (what it signed stays signed by it)",
                 )
     write_atomic(private_path, private_key_pem(key, passphrase), mode=PRIVATE_KEY_MODE)
     try:

@@ -68,21 +68,12 @@ def render_template(source: Path, dest: Path, values: Mapping[str, str]) -> list
     return written
 
 
-def product_id_block(platform_id: int, platform: str, product_id: int) -> str:
-    """The lines that declare PRODUCT_ID in a new app, or say why a Device OS >= 4 platform has none."""
-    from firmware_tools.particle.constants import DEVICE_OS_4_ONLY_PLATFORMS
-
-    if platform_id in DEVICE_OS_4_ONLY_PLATFORMS:
-        return (
-            f"// {platform} runs Device OS 4.0 or later, where PRODUCT_ID is a compile error: product {product_id}\n"
-            "// is chosen in the console (one binary may serve several products), and the binary's\n"
-            "// product id field holds the platform id."
-        )
+def product_id_block(platform: str, product_id: int) -> str:
+    """What a new app says in place of PRODUCT_ID: every platform ``fwtool new`` offers runs Device OS >= 4."""
     return (
-        "// Device OS 3.x and older only: from Device OS 4.0 on, PRODUCT_ID is a compile error (the same\n"
-        "// binary may be used in several products) and the platform id takes its place. Delete this line\n"
-        "// when building with Device OS 4.0 or later.\n"
-        f"PRODUCT_ID({product_id});"
+        f"// No PRODUCT_ID: {platform} runs Device OS 4.0 or later, where it is a compile error. The device\n"
+        f"// joins product {product_id} by being imported into its device list in the console (do that\n"
+        "// before it first connects); the binary's product id field holds the platform id."
     )
 
 

@@ -103,7 +103,7 @@ class LineSession:
                 continue
             label = self.labels.unit_label(
                 recorded.device_id,
-                product=f"{m.product.name} ({m.product.id})",
+                product=m.product.describe(),
                 firmware=str(m.product_version),
                 station=self.line.plan.station_id,
             )

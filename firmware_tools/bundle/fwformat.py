@@ -143,7 +143,7 @@ class ReleaseBundleFormat:
 
 def _name_note(m: Manifest) -> str:
     # `fwtool release` without --name records "product N": no need to say it twice.
-    return "" if m.product.name == f"product {m.product.id}" else f" ({m.product.name})"
+    return f" ({m.product.name})" if m.product.has_own_name else ""
 
 
 def _has_signature(data: bytes) -> bool:

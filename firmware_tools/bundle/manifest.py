@@ -87,6 +87,15 @@ class Product:
     id: int
     name: str
 
+    @property
+    def has_own_name(self) -> bool:
+        """False when the name is the default `fwtool release` gives ("product 1234")."""
+        return self.name != f"product {self.id}"
+
+    def describe(self) -> str:
+        """The product as a person reads it: "acme (1234)", or "1234" when it has no name of its own."""
+        return f"{self.name} ({self.id})" if self.has_own_name else str(self.id)
+
 
 @dataclass(frozen=True)
 class Target:

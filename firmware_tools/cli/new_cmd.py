@@ -8,10 +8,39 @@ from pathlib import Path
 
 import click
 
-from firmware_tools.cli.common import platform_option
 from firmware_tools.errors import FirmwareError
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def _current_platform_names() -> list[str]:
+    from firmware_tools.particle.constants import CURRENT_PLATFORMS, PLATFORMS
+
+    return sorted(PLATFORMS[p] for p in CURRENT_PLATFORMS)
+
+
+def _new_app_platform(text: str) -> int:
+    """The platform of a new app: one Particle supports today, named by name or id."""
+    from firmware_tools.particle.constants import CURRENT_PLATFORMS, PLATFORMS, platform_id_from
+
+    if text.strip().lower().replace("-", "").startswith("esp32"):
+        raise click.BadParameter(
+            f"{text!r} is an ESP chip, not a Particle platform: an ESP app is built with ESP-IDF "
+            "(idf.py build), then released with `fwtool release 0x10000=build/app.bin ...`",
+            param_hint="--platform",
+        )
+    try:
+        platform = platform_id_from(text)
+    except FirmwareError as exc:
+        raise click.BadParameter(exc.one_line(), param_hint="--platform") from None
+    if platform not in CURRENT_PLATFORMS:
+        known = PLATFORMS.get(platform, f"id {platform}")
+        raise click.BadParameter(
+            f"{known} is not a platform Particle supports for new apps today; "
+            f"use one of: {', '.join(_current_platform_names())}",
+            param_hint="--platform",
+        )
+    return platform
 
 
 @click.command()
@@ -20,27 +49,30 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
 @click.option("--product-version", type=click.IntRange(1, 0xFFFE), required=True, help="PRODUCT_VERSION to compile in.")
 @click.option(
     "--platform",
-    default="photon",
+    default="p2",
     show_default=True,
-    callback=platform_option,
-    help="Particle platform name or id (P2, M-SoM, ... get no PRODUCT_ID: Device OS >= 4).",
+    help="A platform Particle supports today: " + ", ".join(_current_platform_names()) + ".",
 )
 @click.option("--name", help="Project name (default: the folder's name).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was created as JSON.")
-def new(directory: Path, product_id: int, product_version: int, platform: int, name: str | None, as_json: bool) -> None:
-    """Create a product app in DIRECTORY from the blinky template."""
-    from firmware_tools.particle import PLATFORMS
-    from firmware_tools.project_source import product_id_block, render_template, template_dir
+def new(directory: Path, product_id: int, product_version: int, platform: str, name: str | None, as_json: bool) -> None:
+    """Create a product app in DIRECTORY from the blinky template.
 
-    platform_name = PLATFORMS.get(platform)
-    if platform_name is None:
-        raise click.BadParameter(f"platform id {platform} is not a Particle platform", param_hint="--platform")
+    The app targets a current Device OS (4.0 or later): it declares PRODUCT_VERSION, which must match
+    the version uploaded to the console, and no PRODUCT_ID (a compile error there; the product comes
+    from the console's device list, so import every device before it first connects).
+    """
+    from firmware_tools.particle import PLATFORMS
+    from firmware_tools.project_source import find_product_macros, product_id_block, render_template, template_dir
+
+    platform_id = _new_app_platform(platform)
+    platform_name = PLATFORMS[platform_id]
     project_name = name or directory.resolve().name
     if not _NAME.fullmatch(project_name):
         raise FirmwareError(
             f"project name {project_name!r} must be 1-63 letters, digits, '-' or '_'", hint="pass --name"
         )
-    block = product_id_block(platform, platform_name, product_id)
+    block = product_id_block(platform_name, product_id)
     written = render_template(
         template_dir("blinky"),
         directory,
@@ -57,10 +89,11 @@ def new(directory: Path, product_id: int, product_version: int, platform: int, n
             "directory": str(directory),
             "name": project_name,
             "platform": platform_name,
-            "platform_id": platform,
+            "platform_id": platform_id,
             "product_id": product_id,
             "product_version": product_version,
-            "product_id_macro": block.endswith(f"PRODUCT_ID({product_id});"),
+            # Read back from what was written, as check-source would read it.
+            "product_id_macro": find_product_macros(directory).product_id is not None,
             "files": [str(p) for p in written],
         }
         click.echo(json.dumps(record, indent=2))
@@ -100,10 +133,15 @@ def check_source(ctx: click.Context, directory: Path, binary: Path, as_json: boo
             f"PRODUCT_VERSION({v.value}) at {v.file}:{v.line} but {binary} carries version "
             f"{module.suffix.product_version}"
         )
-    # From Device OS 4 on the product id field holds the platform id and the source has no
-    # PRODUCT_ID; only compare when the source declares one.
+    # From Device OS 4 on the product id field holds the platform id and the source must have no
+    # PRODUCT_ID; before that, compare when the source declares one.
     p = macros.product_id
-    if p is not None and module.suffix.product_id is not None and module.suffix.product_id != p.value:
+    if p is not None and module.runs_device_os_4:
+        problems.append(
+            f"PRODUCT_ID({p.value}) at {p.file}:{p.line}, but {binary} is a Device OS >= 4 app, where PRODUCT_ID "
+            "is a compile error: delete it (the product comes from the console's device list)"
+        )
+    elif p is not None and module.suffix.product_id is not None and module.suffix.product_id != p.value:
         problems.append(
             f"PRODUCT_ID({p.value}) at {p.file}:{p.line} but {binary} carries product id {module.suffix.product_id}"
         )

@@ -48,6 +48,31 @@ def _dependency(text: str) -> tuple[int, int, int]:
     return function, index, version
 
 
+def _function_text(function: object) -> str:
+    name = getattr(function, "name", str(function))
+    return str(name).lower().replace("_", "-")
+
+
+def _refuse_a_module(payload: Path, data: bytes) -> None:
+    """A payload that is already a sealed module would be wrapped twice: a module no device boots."""
+    from firmware_tools.errors import FormatError
+    from firmware_tools.particle import parse_module
+
+    try:
+        module = parse_module(data, name=str(payload))
+    except FormatError:
+        return
+    if module.crc_ok:
+        raise FirmwareError(
+            f"is already a Particle module ({_function_text(module.function)} for "
+            f"{module.platform_name or module.platform_id}, "
+            "CRC valid); packing it again would wrap it twice; nothing was written",
+            file=str(payload),
+            hint="to change its product fields use `fwtool set-product` or `fwtool set-version`; "
+            "pack the raw payload (the linker's .bin before sealing) instead",
+        )
+
+
 @click.command()
 @click.argument("payload", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -122,6 +147,7 @@ def pack(
     deps = [Dependency(*_dependency(text)) for text in dependencies]
     refuse_overwriting(payload, output, how="choose another -o OUTPUT")
     payload_data = read_firmware(payload).data
+    _refuse_a_module(payload, payload_data)
     try:
         data = pack_module(
             payload_data,

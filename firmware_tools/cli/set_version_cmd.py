@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from firmware_tools.errors import FirmwareError, FormatError, UnsupportedError
 from firmware_tools.formats import FirmwareFormat
-
-if TYPE_CHECKING:
-    from firmware_tools.particle import ParticleModule
 
 
 @click.command("set-version")
@@ -131,7 +127,7 @@ def _set_particle(data: bytes, product_version: int, name: str) -> tuple[int | N
     module = parse_module(data, name=name)
     product_id: int | None = None  # keep what the module holds
     if module.product_id_meaning == "unset":
-        if not _runs_device_os_4(module):
+        if not module.runs_device_os_4:
             raise UnsupportedError(
                 "the module carries no product id, and before Device OS 4 a product app needs both",
                 file=name,
@@ -141,12 +137,3 @@ def _set_particle(data: bytes, product_version: int, name: str) -> tuple[int | N
         product_id = module.platform_id
     previous = module.suffix.product_version
     return previous, stamp_product(data, product_id=product_id, product_version=product_version, name=name)
-
-
-def _runs_device_os_4(module: ParticleModule) -> bool:
-    from firmware_tools.particle.constants import DEVICE_OS_4_MODULE_VERSION, DEVICE_OS_4_ONLY_PLATFORMS
-
-    system = module.system_dependency_version
-    return module.platform_id in DEVICE_OS_4_ONLY_PLATFORMS or (
-        system is not None and system >= DEVICE_OS_4_MODULE_VERSION
-    )

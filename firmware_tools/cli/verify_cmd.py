@@ -12,7 +12,15 @@ from firmware_tools.errors import FirmwareError
 _MARK = {True: "ok  ", False: "FAIL", None: "n/a "}
 
 
-@click.command()
+class _VerifyCommand(click.Command):
+    """Usage as it is parsed: the keys follow --trusted (click alone would print `BUNDLE [KEY.pub]...`,
+    which reads as if the keys could be given without it)."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return ["[OPTIONS]", "BUNDLE", "--trusted", "KEY.pub", "[KEY.pub]..."]
+
+
+@click.command(cls=_VerifyCommand)
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 # `--trusted a.pub b.pub` leaves b.pub as an argument: it is taken as a trusted key too.
 @click.argument("more_trusted", nargs=-1, type=click.Path(dir_okay=False, path_type=Path), metavar="[KEY.pub]...")

@@ -67,6 +67,14 @@ RTL872X_SECTOR = 0x1000
 # sulu): their apps cannot use PRODUCT_ID, which is a compile error from 4.0 on.
 DEVICE_OS_4_ONLY_PLATFORMS: frozenset[int] = frozenset({15, 28, 32, 35, 37, 38})
 
+# Platforms Particle supports for new apps today: those Device OS's develop branch builds
+# (device-os build/platform-id.mk, 2024-10: argon boron esomx bsom b5som tracker trackerm p2 msom;
+# asom is built but not public) plus Electron 2, public in @particle/device-constants 4 and newer than
+# that snapshot. Gen 2 (Photon, P1, Electron) stops at Device OS 2.x; xenon, oak, bluz, raspi and the
+# like are gone. Every one of these runs a current Device OS (>= 4), so a new app has no PRODUCT_ID.
+CURRENT_PLATFORMS: frozenset[int] = frozenset({12, 13, 15, 23, 25, 26, 28, 32, 35, 37})
+DEFAULT_NEW_APP_PLATFORM = 32  # Photon 2 / P2: Particle's current Wi-Fi platform
+
 # Module version of the first Device OS 4 system part: from then on PRODUCT_ID is gone and the
 # product id field of an app holds its PLATFORM_ID.
 DEVICE_OS_4_MODULE_VERSION = 4000

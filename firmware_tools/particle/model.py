@@ -325,6 +325,19 @@ class ParticleModule:
         return None
 
     @property
+    def runs_device_os_4(self) -> bool:
+        """Built for Device OS 4.0 or later, where PRODUCT_ID is gone (the platform cannot run older, the
+        module depends on a >= 4 system part, or its product id field already holds the platform id)."""
+        from firmware_tools.particle.constants import DEVICE_OS_4_ONLY_PLATFORMS
+
+        system = self.system_dependency_version
+        return (
+            self.prefix.platform_id in DEVICE_OS_4_ONLY_PLATFORMS
+            or (system is not None and system >= DEVICE_OS_4_MODULE_VERSION)
+            or self.product_id_meaning == "platform-id"
+        )
+
+    @property
     def product_id_meaning(self) -> str:
         """What the product id field holds: absent, unset, platform-id (Device OS >= 4) or product-id."""
         pid, ver = self.suffix.product_id, self.suffix.product_version

@@ -68,7 +68,7 @@ def check(ctx: click.Context, profile_path: str, as_json: bool) -> None:
         return
     signer = summary["signer_key_id"] or "unsigned (require_signature = false)"
     click.echo(f"ok: {profile.path}")
-    click.echo(f"  station {plan.station_id}: product {m.product.name} ({m.product.id}) version {m.product_version}")
+    click.echo(f"  station {plan.station_id}: product {m.product.describe()} version {m.product_version}")
     click.echo(f"  bundle {profile.bundle} signed by {signer}")
     click.echo(f"  target {plan.target.describe()}; any other board fails before anything is written")
     if plan.target.is_esp:

@@ -153,7 +153,7 @@ def _bundle_input(path: str, trusted: Sequence[str]) -> FlashInput:
     images = flash_images(bundle)
     target = target_of(bundle)
     families = _ESP_FAMILIES if target.is_esp else _PARTICLE_FAMILIES
-    product = f"{m.product.name} v{m.product_version} (product {m.product.id})"
+    product = f"product {m.product.describe()} v{m.product_version}"
     return FlashInput(path, "bundle", families, target, images, product)
 
 

@@ -228,7 +228,7 @@ def _run_dashboard(
     worker = threading.Thread(target=session.run, args=(stop,), name="line", daemon=True)
     app = Dashboard(
         DashboardInfo(
-            product=f"{m.product.name} ({m.product.id})",
+            product=m.product.describe(),
             version=str(m.product_version),
             bundle=line.profile.bundle.name,
             station_id=line.plan.station_id,

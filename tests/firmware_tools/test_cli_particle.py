@@ -52,7 +52,7 @@ def app(tmp_path: Path) -> Path:
             platform_id=12,
             product_id=1234,
             product_version=7,
-            dependencies=[Dependency(4, 1, 5301)],
+            dependencies=[Dependency(4, 1, 3300)],
         )
     )
     return path
@@ -68,7 +68,7 @@ def test_inspect_json_has_every_key(app: Path) -> None:
     assert (record["platform_id"], record["platform"]) == (12, "argon")
     assert record["module_function"] == "USER_PART"
     assert (record["product_id"], record["product_version"]) == (1234, 7)
-    assert record["dependencies"] == [{"function": 4, "function_name": "SYSTEM_PART", "index": 1, "version": 5301}]
+    assert record["dependencies"] == [{"function": 4, "function_name": "SYSTEM_PART", "index": 1, "version": 3300}]
     assert record["start_address"] == 0xD4000 and isinstance(record["end_address"], int)
     assert len(record["crc32_stored"]) == 8 and record["crc32_ok"] and record["sha256_ok"] and record["size_ok"]
 
@@ -279,16 +279,35 @@ def test_inspect_in_a_real_process(app: Path, tmp_path: Path) -> None:
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
-def test_set_product_on_device_os_4_app_notes_what_the_field_means(tmp_path: Path) -> None:
+def test_set_product_on_device_os_4_app_writes_the_version_and_the_field_only_with_force(tmp_path: Path) -> None:
     app = tmp_path / "os6.bin"
     deps = [Dependency(4, 1, 6200)]
     app.write_bytes(pack_module(b"x" * 64, platform_id=13, product_id=13, product_version=1, dependencies=deps))
+    original = app.read_bytes()
     out = tmp_path / "out.bin"
+    # A product id into a Device OS 4 app is refused, naming --force; nothing is written.
     code, _, err = run("set-product", str(app), "--product-id", "94", "--product-version", "2", "-o", str(out))
-    assert code == 0
-    assert "Device OS >= 4" in err and "platform id 13" in err
+    assert code == 2 and not out.exists() and app.read_bytes() == original
+    assert "Device OS >= 4" in err and "platform id 13" in err and "--force" in err and err.count("\n") == 1
+    # The version alone is what a Device OS 4 app takes; the field keeps the platform id.
+    code, _, err = run("set-product", str(app), "--product-version", "2", "-o", str(out))
+    assert code == 0, err
+    stamped = parse_module(out.read_bytes())
+    assert (stamped.suffix.product_id, stamped.suffix.product_version) == (13, 2) and stamped.crc_ok
+    # With --force the field is written, and the note says why that is unusual.
+    forced = tmp_path / "forced.bin"
+    code, _, err = run(
+        "set-product", str(app), "--product-id", "94", "--product-version", "2", "--force", "-o", str(forced)
+    )
+    assert code == 0 and "--force" in err and "device list" in err
+    assert parse_module(forced.read_bytes()).suffix.product_id == 94
     code, stdout, _ = run("inspect", str(app))
     assert "holds the platform id 13" in stdout
+
+
+def test_set_product_before_device_os_4_needs_the_product_id(app: Path, tmp_path: Path) -> None:
+    code, _, err = run("set-product", str(app), "--product-version", "2", "-o", str(tmp_path / "o.bin"))
+    assert code == 2 and "--product-id" in err and not (tmp_path / "o.bin").exists()
 
 
 def test_combined_file_is_detected_and_validated_per_module(tmp_path: Path) -> None:
@@ -307,3 +326,31 @@ def test_combined_file_is_detected_and_validated_per_module(tmp_path: Path) -> N
     code, out, _ = run("inspect", "--json", str(path))
     [record] = json.loads(out)
     assert [m["module_function"] for m in record["modules"]] == ["BOOTLOADER", "USER_PART"]
+
+
+def test_pack_refuses_a_module_that_is_already_packed(app: Path, tmp_path: Path) -> None:
+    out = tmp_path / "twice.bin"
+    code, _, err = run("pack", str(app), "-o", str(out), "--platform", "argon")
+    assert code == 2 and not out.exists()
+    assert "already a Particle module" in err and "user-part for argon" in err and "set-product" in err
+    assert err.count("\n") == 1
+    # The raw payload packs.
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(b"\x01\x02" * 500)
+    code, _, err = run("pack", str(raw), "-o", str(out), "--platform", "argon")
+    assert code == 0, err
+
+
+def test_keygen_refusal_names_force(tmp_path: Path) -> None:
+    assert run("keygen", "-o", str(tmp_path / "release"))[0] == 0
+    before = (tmp_path / "release.key").read_bytes()
+    code, _, err = run("keygen", "-o", str(tmp_path / "release"))
+    assert code == 2 and "--force" in err and "refusing to replace a key" in err
+    assert (tmp_path / "release.key").read_bytes() == before
+    assert run("keygen", "-o", str(tmp_path / "release"), "--force")[0] == 0
+    assert (tmp_path / "release.key").read_bytes() != before
+
+
+def test_verify_usage_says_the_keys_follow_trusted() -> None:
+    result = CliRunner().invoke(main, ["verify", "--help"])
+    assert "Usage: fwtool verify [OPTIONS] BUNDLE --trusted KEY.pub [KEY.pub]..." in result.output

@@ -183,9 +183,13 @@ def test_pack_asset_is_byte_identical_to_reference_encoder() -> None:
 def test_set_product_matches_reference_encoder(stem: str, tmp_path: Path) -> None:
     source = fixture_dir("particle") / f"{stem}.bin"
     out = tmp_path / "stamped.bin"
-    result = CliRunner().invoke(
-        main, ["set-product", str(source), "--product-id", "94", "--product-version", "3", "-o", str(out)]
-    )
+    args = ["set-product", str(source), "--product-id", "94", "--product-version", "3", "-o", str(out)]
+    if parse_module(source.read_bytes()).runs_device_os_4:
+        # Device OS >= 4 has no PRODUCT_ID: the field is written only when asked for with --force.
+        refused = CliRunner().invoke(main, args)
+        assert refused.exit_code == 2 and "--force" in refused.output and not out.exists()
+        args.append("--force")
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     reference = _read(f"{stem}.pid94v3.bin")
     assert out.read_bytes() == reference

@@ -120,7 +120,7 @@ def test_a_bundle_is_verified_then_flashed(tmp_path: Path, bench: SimulatedBench
     code, out, err = _flash(str(release.bundle), "--trusted", str(release.public_key), "--json", bench=bench)
     assert code == 0, err
     result = json.loads(out)
-    assert result["kind"] == "bundle" and result["product"].startswith("acme-blinky v3")
+    assert result["kind"] == "bundle" and result["product"].startswith("product acme-blinky (4242) v3")
     (image,) = result["images"]
     data = bench.read_flash(slot, image["address"], image["size"])
     import hashlib
